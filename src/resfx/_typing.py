@@ -1,0 +1,49 @@
+"""One vocabulary of axis names for every tensor annotation in resfx.
+
+Axis names used throughout (and in einops patterns):
+
+| name | meaning |
+| --- | --- |
+| `b` | batch |
+| `c`, `c_in`, `c_out` | channels |
+| `h`, `w` | spatial height and width of an input |
+| `h_out`, `w_out` | spatial size after a strided op |
+| `kh`, `kw` | kernel height and width |
+| `d_in`, `d_out` | features of a linear layer |
+| `d` | pooled feature width (512 for ResNet34) |
+| `k` | classes |
+"""
+
+from jaxtyping import Float, Int, Shaped, UInt8
+from torch import Tensor
+
+Images = Float[Tensor, "b 3 h w"]
+"""A batch of normalised RGB images."""
+
+ImagesUInt8 = UInt8[Tensor, "b 3 h w"]
+"""A batch of raw 8-bit RGB images, channels first."""
+
+FeatureMap = Float[Tensor, "b c h w"]
+"""Activations of a convolutional stage."""
+
+Features = Float[Tensor, "b d"]
+"""Pooled features of a backbone (one vector per image)."""
+
+Logits = Float[Tensor, "b k"]
+"""Unnormalised class scores."""
+
+Labels = Int[Tensor, " b"]
+"""Integer class labels."""
+
+AnyTensor = Shaped[Tensor, "..."]
+"""A tensor of any shape and dtype."""
+
+__all__ = [
+    "AnyTensor",
+    "FeatureMap",
+    "Features",
+    "Images",
+    "ImagesUInt8",
+    "Labels",
+    "Logits",
+]

@@ -1,0 +1,33 @@
+"""Loading pretrained and local checkpoints into resfx models, strictly.
+
+Example:
+    >>> from resfx import weights
+    >>> sorted(weights.PRETRAINED)
+    ['IMAGENET1K_V1', 'resnet34.tv_in1k']
+"""
+
+from ._weights import PRETRAINED as PRETRAINED
+from ._weights import CheckpointMismatchError as CheckpointMismatchError
+from ._weights import ChecksumError as ChecksumError
+from ._weights import PretrainedWeights as PretrainedWeights
+from ._weights import WeightsUnavailableError as WeightsUnavailableError
+from ._weights import check_state_dict as check_state_dict
+from ._weights import fetch_pretrained as fetch_pretrained
+from ._weights import load_weights as load_weights
+from ._weights import read_checkpoint as read_checkpoint
+from ._weights import sha256_of as sha256_of
+from ._weights import verify_file_hash as verify_file_hash
+
+__all__ = [
+    "PRETRAINED",
+    "CheckpointMismatchError",
+    "ChecksumError",
+    "PretrainedWeights",
+    "WeightsUnavailableError",
+    "check_state_dict",
+    "fetch_pretrained",
+    "load_weights",
+    "read_checkpoint",
+    "sha256_of",
+    "verify_file_hash",
+]
