@@ -1,0 +1,61 @@
+"""Shared fixtures and hypothesis profiles.
+
+Runtime shape checks are on for the whole suite: pytest's addopts pass
+`--jaxtyping-packages=resfx,typeguard.typechecked`, so every function and method
+in `resfx` is checked against its jaxtyping annotations (typeguard 2.13.3).
+
+Hypothesis profiles: `ci` (default, bounded so the suite stays fast on 2 cores)
+and `thorough` (`pytest --hypothesis-profile=thorough`) for many more examples.
+"""
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)
+
+
+def randomise_resnet_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Give every BatchNorm scale, shift and running statistic a random value, in place.
+
+    Returns the model's state dict. Convolution and linear weights keep their
+    (already random) initialisation, which keeps activations finite.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if not tensor.is_floating_point():
+                continue
+            noise = torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype)
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + noise.abs())
+            elif name.endswith("running_mean"):
+                tensor.copy_(0.1 * noise)
+            elif ("bn" in name or "downsample.1" in name) and name.endswith("weight"):
+                tensor.copy_(1.0 + 0.1 * noise)
+            elif ("bn" in name or "downsample.1" in name) and name.endswith("bias"):
+                tensor.copy_(0.1 * noise)
+    return state
