@@ -9,7 +9,9 @@ and `thorough` (`pytest --hypothesis-profile=thorough`) for many more examples.
 """
 
 import os
+from collections.abc import Iterator
 
+import jaxtyping
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -35,6 +37,20 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def no_shape_checks() -> Iterator[None]:
+    """Switch the jaxtyping runtime checks off, to test resfx's own error messages.
+
+    With the checks on, a wrong shape is caught by the annotation before the
+    library's explicit check (which is what users without the checks see).
+    """
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
 
 
 def randomise_resnet_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Checkpoints in, strictly: torchvision `.pth`, timm `.safetensors`, hash checks, offline errors."""
+"""Checkpoints in, strictly: torchvision `.pth`, timm `.safetensors`, hashes, offline errors."""
 
 import hashlib
 import os
@@ -14,15 +14,42 @@ from torch import nn as tnn
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint's keys or shapes do not match the model; the message names every one."""
+    """A checkpoint's keys or shapes do not match the model; the message names every one.
+
+    Example:
+        >>> import torch
+        >>> try:
+        ...     check_state_dict(torch.nn.Linear(1, 1), {})
+        ... except CheckpointMismatchError as error:
+        ...     print(error)
+        checkpoint does not match Linear: missing keys ['weight', 'bias']
+    """
 
 
 class ChecksumError(RuntimeError):
-    """A downloaded or cached weights file does not have the SHA-256 its name promises."""
+    """A downloaded or cached weights file does not have the SHA-256 its name promises.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"")
+        >>> try:
+        ...     verify_file_hash(p, "ffff")
+        ... except ChecksumError:
+        ...     print("refused")
+        refused
+    """
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are neither cached nor downloadable (typically: offline)."""
+    """Pretrained weights are neither cached nor downloadable (typically: offline).
+
+    The message names the URL, the cache path to place the file at, and the
+    `weights=<path>` alternative.
+
+    Example:
+        >>> issubclass(WeightsUnavailableError, RuntimeError)
+        True
+    """
 
 
 @dataclass(frozen=True)
@@ -233,7 +260,7 @@ def check_state_dict(model: tnn.Module, state_dict: Mapping[str, Tensor]) -> Non
         >>> check_state_dict(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 2)})
         Traceback (most recent call last):
         ...
-        resfx._weights.CheckpointMismatchError: checkpoint does not match Linear: missing keys ['bias']
+        resfx._weights.CheckpointMismatchError: ... missing keys ['bias']
     """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]

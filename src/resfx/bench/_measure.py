@@ -23,7 +23,7 @@ class Timing:
     Example:
         >>> t = Timing((1.0, 2.0, 3.0), None, "cpu")
         >>> t.median_ms, t.spread_ms
-        (2.0, 1.0)
+        (2.0, 0.5)
     """
 
     times_ms: tuple[float, ...]

@@ -3,7 +3,7 @@
 Example:
     >>> import torch
     >>> from resfx.models import ResNet, ResNetConfig
-    >>> ResNet(ResNetConfig(width=8, num_classes=10))(torch.randn(1, 3, 32, 32)).shape
+    >>> ResNet(ResNetConfig(width=8, num_classes=10)).eval()(torch.randn(1, 3, 32, 32)).shape
     torch.Size([1, 10])
 """
 

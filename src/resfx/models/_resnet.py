@@ -231,8 +231,8 @@ class ResNet(tnn.Module):
 
         Example:
             >>> import torch
-            >>> ResNet(ResNetConfig(width=8)).forward_features(torch.randn(1, 3, 32, 32)).shape
-            torch.Size([1, 64])
+            >>> ResNet(ResNetConfig(width=8)).forward_features(torch.randn(2, 3, 32, 32)).shape
+            torch.Size([2, 64])
         """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -243,7 +243,7 @@ class ResNet(tnn.Module):
 
         Example:
             >>> import torch
-            >>> ResNet(ResNetConfig(width=8, num_classes=3))(torch.randn(1, 3, 32, 32)).shape
+            >>> ResNet(ResNetConfig(width=8, num_classes=3)).eval()(torch.randn(1, 3, 32, 32)).shape
             torch.Size([1, 3])
         """
         return self.fc(self.forward_features(x))

@@ -1,0 +1,88 @@
+"""resfx ResNet34 against torchvision's on the same weights and input.
+
+Groups: eval forward and full training step (forward, backward, Adam), in fp32
+and (on a GPU) bf16 autocast + channels_last. The printed ratio
+`resfx/torchvision` is the speed goal's figure (1.05x on GPU, 1.10x on CPU).
+"""
+
+import contextlib
+
+import pytest
+import torch
+import torchvision
+
+import resfx
+from resfx.bench import synchronized
+
+
+def _models(device: torch.device, channels_last: bool) -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet34()
+    ours = resfx.resnet34()
+    ours.load_state_dict(reference.state_dict())
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return {
+        "resfx": ours.to(device, memory_format=memory_format),
+        "torchvision": reference.to(device, memory_format=memory_format),
+    }
+
+
+def _precisions(device: torch.device) -> list[str]:
+    return ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("implementation", ["resfx", "torchvision"])
+def test_eval_forward(
+    benchmark, record_median, bench_device, bench_batch, bench_size, precision, implementation
+) -> None:
+    if precision not in _precisions(bench_device):
+        pytest.skip("bf16 autocast + channels_last is measured on the GPU")
+    channels_last = precision == "bf16"
+    model = _models(bench_device, channels_last)[implementation].eval()
+    x = torch.randn(bench_batch, 3, bench_size, bench_size, device=bench_device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    group = f"resnet34 eval forward {precision}"
+    benchmark.group = group
+
+    def step() -> torch.Tensor:
+        with torch.inference_mode(), _autocast(bench_device, precision):
+            return model(x)
+
+    benchmark.pedantic(synchronized(step, bench_device), rounds=10, warmup_rounds=3)
+    record_median(group, implementation, benchmark, baseline=implementation == "torchvision")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("implementation", ["resfx", "torchvision"])
+def test_train_step(
+    benchmark, record_median, bench_device, bench_batch, bench_size, precision, implementation
+) -> None:
+    if precision not in _precisions(bench_device):
+        pytest.skip("bf16 autocast + channels_last is measured on the GPU")
+    channels_last = precision == "bf16"
+    model = _models(bench_device, channels_last)[implementation].train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn(bench_batch, 3, bench_size, bench_size, device=bench_device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 1000, (bench_batch,), device=bench_device)
+    group = f"resnet34 train step {precision}"
+    benchmark.group = group
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(bench_device, precision):
+            loss = torch.nn.functional.cross_entropy(model(x), target)
+        loss.backward()
+        optimizer.step()
+
+    benchmark.pedantic(synchronized(step, bench_device), rounds=10, warmup_rounds=3)
+    record_median(group, implementation, benchmark, baseline=implementation == "torchvision")

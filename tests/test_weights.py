@@ -1,0 +1,133 @@
+"""Weights in, strictly and offline: the real cache path, downloads, hash checks, mismatches."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import resfx
+from conftest import randomise_resnet_state
+from resfx import weights
+from resfx.models import ResNet, ResNetConfig
+
+
+def _imagenet_like_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A torchvision ResNet34 state dict saved as the 2017 file is: no BN counters."""
+    state = randomise_resnet_state(torchvision.models.resnet34(), seed=5)
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+def _point_at(monkeypatch: pytest.MonkeyPatch, **changes: object) -> weights.PretrainedWeights:
+    spec = dataclasses.replace(weights.PRETRAINED["IMAGENET1K_V1"], **changes)
+    monkeypatch.setitem(weights.PRETRAINED, "IMAGENET1K_V1", spec)
+    return spec
+
+
+def test_imagenet1k_v1_loads_from_torchvisions_cache_like_torchvision(torch_home: Path) -> None:
+    cached = torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth"
+    assert weights.PRETRAINED["IMAGENET1K_V1"].cache_path == cached
+    _imagenet_like_checkpoint(cached)
+    ours = resfx.resnet34(weights="IMAGENET1K_V1").eval()
+    theirs = torchvision.models.resnet34(
+        weights=torchvision.models.ResNet34_Weights.IMAGENET1K_V1
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=0)
+
+
+def test_download_is_hash_checked_and_lands_in_the_cache(
+    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "server" / "resnet34.pth"
+    state = _imagenet_like_checkpoint(source)
+    prefix = weights.sha256_of(source)[:8]
+    spec = _point_at(
+        monkeypatch, url=source.as_uri(), file_name=f"resnet34-{prefix}.pth", hash_prefix=prefix
+    )
+    model = resfx.resnet34(weights="IMAGENET1K_V1", progress=False)
+    assert spec.cache_path.is_file()
+    torch.testing.assert_close(model.fc.weight, state["fc.weight"])
+
+
+def test_download_failing_the_hash_check_is_refused_and_not_kept(
+    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "server" / "resnet34.pth"
+    _imagenet_like_checkpoint(source)
+    spec = _point_at(monkeypatch, url=source.as_uri(), hash_prefix="00000000")
+    with pytest.raises(weights.ChecksumError, match="fails the hash check"):
+        resfx.resnet34(weights="IMAGENET1K_V1", progress=False)
+    assert not spec.cache_path.exists()
+
+
+def test_offline_without_cache_says_which_file_to_place_where(
+    torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # port 9 on loopback refuses the connection at once, as an offline machine would
+    spec = _point_at(monkeypatch, url="http://127.0.0.1:9/resnet34-b627a593.pth")
+    with pytest.raises(weights.WeightsUnavailableError) as caught:
+        resfx.resnet34(weights="IMAGENET1K_V1", progress=False)
+    message = str(caught.value)
+    assert str(spec.cache_path) in message
+    assert "weights=<path" in message and spec.url in message
+
+
+def test_cached_file_can_be_verified_against_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "file.pth"
+    path.write_bytes(b"not the published weights")
+    with pytest.raises(weights.ChecksumError, match=r"expected b627a593\.\.\..*download it again"):
+        weights.verify_file_hash(path, "b627a593")
+    weights.verify_file_hash(path, weights.sha256_of(path)[:10])
+
+
+def test_unknown_weights_name_is_explained() -> None:
+    with pytest.raises(ValueError, match=r"'IMAGENET1K_V2' is neither a known name"):
+        resfx.resnet34(weights="IMAGENET1K_V2")
+    with pytest.raises(ValueError, match="unknown weights 'nope'"):
+        weights.fetch_pretrained("nope")
+
+
+def test_mismatched_checkpoint_names_every_key(tmp_path: Path) -> None:
+    model = ResNet(ResNetConfig(width=4, layers=(1, 1, 1, 1), num_classes=3))
+    state = dict(model.state_dict())
+    del state["layer2.0.bn1.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    state["fc.weight"] = torch.zeros(7, 32)
+    path = tmp_path / "bad.pth"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(weights.CheckpointMismatchError) as caught:
+        weights.load_weights(model, path)
+    message = str(caught.value)
+    assert "missing keys ['layer2.0.bn1.weight']" in message
+    assert "unexpected keys ['extra.weight']" in message
+    assert "fc.weight: checkpoint (7, 32), model (3, 32)" in message
+    assert "get_resnet_for_feature_extraction" in message
+
+
+def test_dataparallel_prefix_gets_a_hint() -> None:
+    model = torch.nn.Linear(2, 2)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    with pytest.raises(weights.CheckpointMismatchError, match="strip that prefix"):
+        weights.check_state_dict(model, state)
+
+
+def test_read_checkpoint_rejects_files_without_a_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "x.pth"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ValueError, match="does not hold a state dict"):
+        weights.read_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        weights.read_checkpoint(tmp_path / "missing.pth")
