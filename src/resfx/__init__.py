@@ -7,10 +7,30 @@ Example:
     torch.Size([2, 10])
 """
 
+from . import autograd as autograd
 from . import functional as functional
 from . import models as models
 from . import nn as nn
 from . import weights as weights
+from ._feature_extraction import (
+    get_resnet_for_feature_extraction as get_resnet_for_feature_extraction,
+)
+from ._freeze import BNPolicy as BNPolicy
+from ._freeze import OptimizerCheckError as OptimizerCheckError
+from ._freeze import OptimizerReport as OptimizerReport
+from ._freeze import ParameterRow as ParameterRow
+from ._freeze import ParameterSummary as ParameterSummary
+from ._freeze import bn_policy as bn_policy
+from ._freeze import check_optimizer as check_optimizer
+from ._freeze import freeze as freeze
+from ._freeze import freeze_to as freeze_to
+from ._freeze import frozen as frozen
+from ._freeze import parameter_groups as parameter_groups
+from ._freeze import parameter_summary as parameter_summary
+from ._freeze import trainable_parameters as trainable_parameters
+from ._freeze import unfreeze as unfreeze
+from .autograd import GradientFlowError as GradientFlowError
+from .autograd import check_gradient_flow as check_gradient_flow
 from .models import ResNet as ResNet
 from .models import ResNetConfig as ResNetConfig
 from .models import resnet18 as resnet18
@@ -19,12 +39,30 @@ from .models import resnet34 as resnet34
 __version__ = "0.1.0"
 
 __all__ = [
+    "BNPolicy",
+    "GradientFlowError",
+    "OptimizerCheckError",
+    "OptimizerReport",
+    "ParameterRow",
+    "ParameterSummary",
     "ResNet",
     "ResNetConfig",
+    "autograd",
+    "bn_policy",
+    "check_gradient_flow",
+    "check_optimizer",
+    "freeze",
+    "freeze_to",
+    "frozen",
     "functional",
+    "get_resnet_for_feature_extraction",
     "models",
     "nn",
+    "parameter_groups",
+    "parameter_summary",
     "resnet18",
     "resnet34",
+    "trainable_parameters",
+    "unfreeze",
     "weights",
 ]

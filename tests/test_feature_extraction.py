@@ -1,0 +1,76 @@
+"""get_resnet_for_feature_extraction: a frozen ResNet34 backbone and a new head that trains."""
+
+import pytest
+import torch
+from torch import nn
+
+import resfx
+from resfx.autograd import DriftGuard, check_gradient_flow
+
+
+def _train_head(model: resfx.ResNet, n_classes: int) -> None:
+    optimizer = torch.optim.AdamW(resfx.parameter_groups(model, lr=1e-2, weight_decay=0.1))
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.arange(2) % n_classes
+    for _ in range(2):
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(images), labels)
+        check_gradient_flow(model, loss)
+        loss.backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("policy", ["eval", "batch"])
+def test_random_backbone_stays_frozen_and_the_head_trains(policy: str) -> None:
+    model = resfx.get_resnet_for_feature_extraction(3, weights=None, bn=policy)
+    assert isinstance(model.fc, resfx.nn.Linear) and model.fc.weight.shape == (3, 512)
+    assert model.config.num_classes == 3
+    head = {k: v.clone() for k, v in model.fc.state_dict().items()}
+    with DriftGuard(model) as guard:
+        _train_head(model, 3)
+    assert not any(name.startswith("fc.") for name in guard.names)
+    assert len(guard.names) == len(model.state_dict()) - 2
+    for name, tensor in model.fc.state_dict().items():
+        assert not torch.equal(tensor, head[name]), name
+    assert {row.bn_policy for row in resfx.parameter_summary(model).rows} == {policy, None}
+
+
+def test_local_checkpoint_loads_into_the_frozen_backbone(tmp_path) -> None:
+    torch.manual_seed(7)
+    source = resfx.resnet34()
+    path = tmp_path / "resnet34.pth"
+    torch.save(source.state_dict(), path)
+    model = resfx.get_resnet_for_feature_extraction(1, weights=path)
+    loaded = model.state_dict()
+    for name, tensor in source.state_dict().items():
+        if not name.startswith("fc."):
+            assert torch.equal(loaded[name], tensor), name
+    assert model.fc.out_features == 1
+    assert [n for n, _ in resfx.trainable_parameters(model)] == ["fc.weight", "fc.bias"]
+    images = torch.randn(2, 3, 32, 32)
+    # in train mode the frozen backbone normalises with the checkpoint's running statistics
+    features = model.train().forward_features(images)
+    assert torch.equal(features, source.eval().forward_features(images))
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(tmp_path) -> None:
+    path = tmp_path / "resnet18.pth"
+    torch.save(resfx.resnet18().state_dict(), path)
+    with pytest.raises(
+        resfx.weights.CheckpointMismatchError, match=r"missing keys \[.layer1.2.conv1.weight."
+    ):
+        resfx.get_resnet_for_feature_extraction(10, weights=path)
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "error", "message"),
+    [
+        (0, ValueError, "n_classes must be at least 1"),
+        (2.0, TypeError, "n_classes must be an int, got 2.0"),
+        (True, TypeError, "n_classes must be an int, got True"),
+    ],
+)
+def test_n_classes_is_validated(no_shape_checks: None, n_classes, error, message: str) -> None:
+    with pytest.raises(error, match=message):
+        resfx.get_resnet_for_feature_extraction(n_classes, weights=None)
