@@ -1,0 +1,26 @@
+"""A cache of frozen-backbone features keyed by content, so a changed input never reuses stale ones.
+
+Example:
+    >>> from resfx.features import FeatureCache
+    >>> from resfx.models import ResNet, ResNetConfig
+    >>> from resfx.data import load_split
+    >>> model, split = ResNet(ResNetConfig(width=4)).eval(), load_split("synthetic", "test", 2)
+    >>> FeatureCache().features(model, split, image_size=32).shape
+    torch.Size([2, 32])
+"""
+
+from ._cache import PRECISIONS as PRECISIONS
+from ._cache import FeatureCache as FeatureCache
+from ._cache import FeatureKey as FeatureKey
+from ._cache import compute_features as compute_features
+from ._cache import feature_key as feature_key
+from ._cache import fingerprint_module as fingerprint_module
+
+__all__ = [
+    "PRECISIONS",
+    "FeatureCache",
+    "FeatureKey",
+    "compute_features",
+    "feature_key",
+    "fingerprint_module",
+]

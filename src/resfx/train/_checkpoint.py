@@ -1,0 +1,247 @@
+"""Checkpoints: what changes during training, written atomically, and resumed bit for bit.
+
+A checkpoint holds the trainable parameters and every buffer (BatchNorm
+statistics), the optimizer, the position (epoch, batch within it, global
+step), the random number generators, the history so far, the settings, and a
+fingerprint of the frozen parameters. The frozen backbone itself is not
+stored: it is rebuilt from the same weights and seed, and the fingerprint
+proves it is the same.
+"""
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch import nn as tnn
+
+from .._atomic import atomic_torch_save
+from ..features import fingerprint_module
+from ._args import RESUMABLE_CHANGES, TrainingArgs
+from ._results import TrainHistory
+
+CHECKPOINT_NAME = "checkpoint.pt"
+"""File name of the checkpoint inside `TrainingArgs.output_dir`."""
+
+_FORMAT = "resfx-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be resumed by these settings or this model; the message says why.
+
+    Example:
+        >>> issubclass(CheckpointError, ValueError)
+        True
+    """
+
+
+def frozen_fingerprint(model: tnn.Module) -> str:
+    """SHA-256 of the parameters that do not train (names, shapes, values).
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Linear(2, 2).requires_grad_(False)
+        >>> len(frozen_fingerprint(m))
+        64
+    """
+    frozen = tnn.ParameterDict(
+        {name.replace(".", "/"): p for name, p in model.named_parameters() if not p.requires_grad}
+    )
+    return fingerprint_module(frozen)
+
+
+def trainable_state(model: tnn.Module) -> dict[str, Tensor]:
+    """The part of the state that training changes: trainable parameters and all buffers.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+        >>> _ = m[0].requires_grad_(False)
+        >>> sorted(trainable_state(m))[:3]
+        ['1.bias', '1.num_batches_tracked', '1.running_mean']
+    """
+    state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    state.update({name: b.detach().clone() for name, b in model.named_buffers()})
+    return state
+
+
+@dataclass
+class Checkpoint:
+    """A resumable moment of a run.
+
+    Args:
+        args: the run's settings as a dict.
+        state: trainable parameters and buffers (see `trainable_state`).
+        optimizer: the optimizer's state dict.
+        epoch: the epoch in progress (equal to the number done when `batch` is 0).
+        batch: batches of `epoch` already done.
+        step: optimizer steps done in all.
+        history: the history so far, as a dict.
+        rng: random number generator states (`torch`, `cuda`, `python`).
+        frozen: `frozen_fingerprint` of the model.
+
+    Example:
+        >>> c = Checkpoint({}, {}, {}, epoch=1, batch=0, step=10, history={}, rng={}, frozen="")
+        >>> c.step
+        10
+    """
+
+    args: dict[str, Any]
+    state: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    epoch: int
+    batch: int
+    step: int
+    history: dict[str, Any]
+    rng: dict[str, Any]
+    frozen: str
+
+
+def capture_rng() -> dict[str, Any]:
+    """The states of torch's CPU and CUDA generators and of Python's `random`.
+
+    Example:
+        >>> sorted(capture_rng())
+        ['cuda', 'python', 'torch']
+    """
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    """Put back generator states taken by `capture_rng`.
+
+    Example:
+        >>> s = capture_rng(); a = torch.rand(1); restore_rng(s); bool(torch.rand(1) == a)
+        True
+    """
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
+    """Write a checkpoint atomically: the old file stays intact until the new one is complete.
+
+    Args:
+        checkpoint: what to save.
+        path: the destination.
+
+    Returns:
+        The path.
+
+    Example:
+        >>> import tempfile
+        >>> c = Checkpoint({}, {}, {}, epoch=0, batch=0, step=0, history={}, rng={}, frozen="")
+        >>> load_checkpoint(save_checkpoint(c, tempfile.mkdtemp() + "/c.pt")).epoch
+        0
+    """
+    payload = {"format": _FORMAT, **checkpoint.__dict__}
+    return atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint` (tensors and plain values only).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The checkpoint, tensors on the CPU.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        CheckpointError: the file is not a resfx checkpoint.
+
+    Example:
+        >>> load_checkpoint("/nonexistent.pt")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: no checkpoint at /nonexistent.pt
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is not a resfx training checkpoint ({_FORMAT})")
+    del payload["format"]
+    return Checkpoint(**payload)
+
+
+def check_resumable(checkpoint: Checkpoint, args: TrainingArgs, model: tnn.Module) -> None:
+    """Check that `args` and `model` continue the run `checkpoint` comes from.
+
+    Only the fields in `RESUMABLE_CHANGES` (epochs, output paths, device,
+    progress bars...) may differ, and the frozen parameters must be identical.
+
+    Raises:
+        CheckpointError: a setting differs, or the frozen parameters do; the
+            message names them.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Linear(1, 1)
+        >>> c = Checkpoint(TrainingArgs(seed=1).to_dict(), {}, {}, 0, 0, 0, {}, {},
+        ...                frozen_fingerprint(m))
+        >>> check_resumable(c, TrainingArgs(seed=2), m)
+        Traceback (most recent call last):
+        ...
+        resfx.train._checkpoint.CheckpointError: the checkpoint was made with different settings: seed=1 (now 2); start a new output_dir or pass the same values
+    """
+    current = args.to_dict()
+    differing = [
+        f"{name}={value!r} (now {current.get(name)!r})"
+        for name, value in checkpoint.args.items()
+        if name not in RESUMABLE_CHANGES and current.get(name) != value
+    ]
+    if differing:
+        raise CheckpointError(
+            f"the checkpoint was made with different settings: {', '.join(differing)}; "
+            f"start a new output_dir or pass the same values"
+        )
+    if checkpoint.frozen != frozen_fingerprint(model):
+        raise CheckpointError(
+            "the frozen parameters differ from the checkpoint's (different weights file or "
+            "resfx version?); resume with the weights the run started with"
+        )
+
+
+def restore_state(model: tnn.Module, state: dict[str, Tensor]) -> None:
+    """Load `trainable_state` output into `model`, checking it covers exactly that part.
+
+    Raises:
+        CheckpointError: names missing or unexpected.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Linear(2, 1)
+        >>> restore_state(m, trainable_state(m))
+    """
+    result = model.load_state_dict(state, strict=False)
+    expected_missing = {name for name, p in model.named_parameters() if not p.requires_grad}
+    wrong_missing = sorted(set(result.missing_keys) - expected_missing)
+    if wrong_missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"checkpoint state does not fit the model: missing {wrong_missing}, unexpected "
+            f"{sorted(result.unexpected_keys)}"
+        )
+
+
+def history_from(checkpoint: Checkpoint) -> TrainHistory:
+    """The history stored in a checkpoint.
+
+    Example:
+        >>> h = TrainHistory("head", "synthetic", "cpu")
+        >>> history_from(Checkpoint({}, {}, {}, 0, 0, 0, h.to_dict(), {}, "")).mode
+        'head'
+    """
+    return TrainHistory.from_dict(checkpoint.history)

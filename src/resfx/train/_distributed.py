@@ -1,0 +1,127 @@
+"""Running under `torchrun`: process group from the environment, sharding, reduced metrics."""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+@dataclass
+class DistributedContext:
+    """This process's place in a run: rank, number of processes, and the local device index.
+
+    A single process (no `WORLD_SIZE` in the environment, or 1) is rank 0 of 1
+    and every collective is a no-op.
+
+    Args:
+        rank: this process's rank, from 0.
+        world_size: number of processes.
+        local_rank: rank on this machine (which GPU to use).
+        owns_group: this context created the process group and destroys it on `close`.
+
+    Example:
+        >>> ctx = DistributedContext(0, 1, 0)
+        >>> ctx.is_main, ctx.all_reduce_sum(torch.ones(2)).tolist()
+        (True, [1.0, 1.0])
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints (rank 0)."""
+        return self.rank == 0
+
+    def all_reduce_sum(self, tensor: Tensor) -> Tensor:
+        """Sum `tensor` over all processes, in place; returns it.
+
+        Example:
+            >>> DistributedContext(0, 1, 0).all_reduce_sum(torch.tensor([3.0])).item()
+            3.0
+        """
+        if self.world_size > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def close(self) -> None:
+        """Destroy the process group if this context created it.
+
+        Example:
+            >>> DistributedContext(0, 1, 0).close()
+        """
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+def init_distributed(device: str) -> DistributedContext:
+    """Join the process group `torchrun` describes in the environment, if there is one.
+
+    Reads `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; initialises with NCCL when
+    training on CUDA and gloo on the CPU (unless a group already exists).
+
+    Args:
+        device: the requested device (`"auto"`, `"cpu"`, `"cuda"`...), to pick the backend.
+
+    Returns:
+        The context; rank 0 of 1 outside `torchrun`.
+
+    Raises:
+        ValueError: the environment variables are inconsistent.
+
+    Example:
+        >>> init_distributed("cpu").world_size  # outside torchrun
+        1
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext(0, 1, 0)
+    rank = int(os.environ.get("RANK", "-1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if not 0 <= rank < world_size:
+        raise ValueError(
+            f"WORLD_SIZE={world_size} but RANK={os.environ.get('RANK')!r}; launch with "
+            f"torchrun --nproc-per-node N, which sets RANK, LOCAL_RANK and WORLD_SIZE"
+        )
+    if dist.is_initialized():
+        return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank)
+    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if on_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if on_cuda else "gloo")
+    return DistributedContext(rank, world_size, local_rank, owns_group=True)
+
+
+def resolve_device(spec: str, context: DistributedContext) -> torch.device:
+    """The device to train on: `"auto"` picks the GPU when there is one.
+
+    Under `torchrun` with CUDA each process takes the GPU of its local rank.
+
+    Args:
+        spec: `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
+        context: the distributed context.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: CUDA was asked for but is not available.
+
+    Example:
+        >>> resolve_device("cpu", DistributedContext(0, 1, 0))
+        device(type='cpu')
+    """
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={spec!r} but CUDA is not available on this machine; use device='cpu' or 'auto'"
+        )
+    if spec == "cuda":
+        return torch.device("cuda", context.local_rank if context.world_size > 1 else 0)
+    return torch.device(spec)

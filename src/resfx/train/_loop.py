@@ -1,0 +1,494 @@
+"""`train()`: the feature-extraction job, fast, resumable, and distributed when launched so.
+
+The fast path, each part measured on an H200 (see DESIGN.md): the subset stays
+on the device as uint8 and is resized there; the frozen backbone runs in
+inference mode (no autograd graph, no saved activations) with its eval-mode
+BatchNorms folded into the convolutions, and only the head runs forward and
+backward; optional bf16 autocast and, on a GPU, channels_last and a fused
+Adam. `"cached"` mode goes further: the backbone runs once per image, not
+once per image per epoch.
+"""
+
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch import nn as tnn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .._feature_extraction import get_resnet_for_feature_extraction
+from .._fold import fold_batchnorm
+from .._freeze import parameter_groups, parameter_summary, unfreeze
+from .._typing import Labels
+from ..bench import synchronize
+from ..data import ImageSplit, epoch_order, iterate_batches, load_split
+from ..features import FeatureCache
+from ..models import ResNet
+from ._args import TrainingArgs
+from ._checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    CheckpointError,
+    capture_rng,
+    check_resumable,
+    frozen_fingerprint,
+    history_from,
+    load_checkpoint,
+    restore_rng,
+    restore_state,
+    save_checkpoint,
+    trainable_state,
+)
+from ._distributed import DistributedContext, init_distributed, resolve_device
+from ._results import TrainHistory, TrainResult
+
+HISTORY_NAME = "history.json"
+"""File name of the history JSON inside `TrainingArgs.output_dir`."""
+
+PLOT_NAME = "training.png"
+"""File name of the loss and accuracy figure inside `TrainingArgs.output_dir`."""
+
+_SYNC_EVERY = 20  # steps between reads of the loss on the host (each read waits for the GPU)
+_EVAL_BATCH = 256
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; training stopped at the named step.
+
+    Example:
+        >>> issubclass(NonFiniteLossError, ArithmeticError)
+        True
+    """
+
+
+class OutputDirectoryError(OSError):
+    """The output directory cannot be created or written to.
+
+    Example:
+        >>> try:
+        ...     prepare_output_dir("/proc/resfx-run")
+        ... except OutputDirectoryError as error:
+        ...     print(str(error)[:40])
+        output_dir '/proc/resfx-run' cannot be w
+    """
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create `path` if needed and prove it is writable, before any training time is spent.
+
+    Args:
+        path: the output directory.
+
+    Returns:
+        The directory as a `Path`.
+
+    Raises:
+        OutputDirectoryError: it cannot be created or written; the message says which and why.
+
+    Example:
+        >>> import tempfile
+        >>> prepare_output_dir(tempfile.mkdtemp() + "/run").is_dir()
+        True
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise OutputDirectoryError(
+            f"output_dir {str(path)!r} cannot be written ({error.strerror or error}); pass a "
+            f"folder you can write to (it is created if missing)"
+        ) from error
+    return path
+
+
+def build_model(args: TrainingArgs) -> ResNet:
+    """The model `train(args)` starts from, seeded: ResNet34, new head, backbone frozen or not.
+
+    Seeds torch with `args.seed` first, so the head's (and a random
+    backbone's) initialisation is the same in every process and every run.
+
+    Args:
+        args: the settings (`weights`, `n_classes`, `bn`, `mode`, `seed`).
+
+    Returns:
+        The model on the CPU: backbone frozen with BatchNorm policy `args.bn`
+        and only `fc` trainable, or everything trainable for `mode="full"`.
+
+    Example:
+        >>> model = build_model(TrainingArgs(weights=None, mode="full"))
+        >>> all(p.requires_grad for p in model.parameters())
+        True
+    """
+    torch.manual_seed(args.seed)
+    model = get_resnet_for_feature_extraction(args.n_classes, args.weights, bn=args.bn)
+    if args.mode == "full":
+        unfreeze(model)
+    return model
+
+
+def check_labels(split: ImageSplit, n_classes: int) -> None:
+    """Check that every label of `split` is a valid class index for `n_classes` outputs.
+
+    Raises:
+        ValueError: a label is negative or `>= n_classes`.
+
+    Example:
+        >>> from resfx.data import load_split
+        >>> check_labels(load_split("synthetic", "test", 50), n_classes=2)
+        Traceback (most recent call last):
+        ...
+        ValueError: the test subset has labels from 0 to 9, outside the 2 classes of the head (n_classes=2); pass n_classes=10 or more
+    """
+    low, high = int(split.labels.min()), int(split.labels.max())
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"the {split.split} subset has labels from {low} to {high}, outside the "
+            f"{n_classes} classes of the head (n_classes={n_classes}); pass "
+            f"n_classes={high + 1} or more"
+        )
+
+
+class _LossLog:
+    """Losses kept on the device until read in one transfer (reads make the host wait)."""
+
+    def __init__(self, context: DistributedContext) -> None:
+        self.context = context
+        self._losses: list[Tensor] = []
+        self._counts: list[int] = []
+
+    def record(self, loss: Tensor, count: int) -> None:
+        self._losses.append(loss)
+        self._counts.append(count)
+
+    def flush(self) -> tuple[list[float], list[int]]:
+        """Per-step losses averaged over processes, and examples per step over all processes."""
+        if not self._losses:
+            return [], []
+        losses = torch.stack(self._losses).to(torch.float64)
+        counts = torch.tensor(self._counts, dtype=torch.float64, device=losses.device)
+        totals = self.context.all_reduce_sum(torch.stack([losses * counts, counts]))
+        self._losses, self._counts = [], []
+        return (totals[0] / totals[1]).tolist(), [int(n) for n in totals[1].tolist()]
+
+
+class _Run:
+    """One training run's state; `train` builds it and calls `run`."""
+
+    def __init__(self, args: TrainingArgs, context: DistributedContext) -> None:
+        began = time.perf_counter()
+        self.args = args
+        self.context = context
+        self.device = resolve_device(args.device, context)
+        self.output = None if args.output_dir is None else prepare_output_dir(args.output_dir)
+        self.checkpoint_path = None if self.output is None else self.output / CHECKPOINT_NAME
+        self.last_checkpoint: tuple[Path, int] | None = None
+        self.train_split = self._load("train", args.trainset_size)
+        self.test_split = self._load("test", args.testset_size)
+        model = build_model(args)
+        self.frozen = "" if self.checkpoint_path is None else frozen_fingerprint(model)
+        on_gpu = self.device.type == "cuda"
+        self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
+        # The frozen forward runs on a copy with BatchNorm folded into the convolutions:
+        # the same function (running statistics never change under the "eval" policy)
+        # with one kernel less per layer. Other policies need live BatchNorms.
+        folds = args.mode != "full" and args.bn == "eval"
+        backbone = fold_batchnorm(model) if folds else model
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.backbone = backbone.to(self.device, memory_format=self.memory_format)
+        module = self.model if args.mode == "full" else self.model.fc
+        self.trainable: tnn.Module = module
+        if context.world_size > 1:
+            self.trainable = DistributedDataParallel(
+                module, device_ids=[self.device.index] if on_gpu else None
+            )
+        self.optimizer = torch.optim.Adam(
+            parameter_groups(self.model, lr=args.learning_rate),
+            lr=args.learning_rate,
+            fused=on_gpu,
+        )
+        summary = parameter_summary(self.model)
+        self.history = TrainHistory(
+            mode=args.mode,
+            dataset=args.data,
+            device=str(self.device),
+            args=args.to_dict(),
+            trainable_parameters=summary.trainable,
+            frozen_parameters=summary.frozen,
+            world_size=context.world_size,
+        )
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self._resume()
+        self.train_features: Tensor | None = None
+        self.test_features: Tensor | None = None
+        if args.mode == "cached":
+            self._cache_features()
+        self.log = _LossLog(context)
+        self.history.setup_seconds = time.perf_counter() - began
+
+    def _load(self, split: str, size: int) -> ImageSplit:
+        args = self.args
+        loaded = load_split(
+            args.data, split, size, root=args.data_root, download=args.download, seed=args.seed
+        )
+        check_labels(loaded, args.n_classes)
+        return loaded.to(self.device)
+
+    def _resume(self) -> None:
+        if not (self.args.resume and self.checkpoint_path and self.checkpoint_path.is_file()):
+            return
+        checkpoint = load_checkpoint(self.checkpoint_path)
+        check_resumable(checkpoint, self.args, self.model)
+        if checkpoint.epoch > self.args.epochs:
+            raise CheckpointError(
+                f"the checkpoint has {checkpoint.epoch} epochs done but epochs={self.args.epochs}; "
+                f"pass epochs={checkpoint.epoch} or more to continue it"
+            )
+        restore_state(self.model, checkpoint.state)
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        restored = history_from(checkpoint)
+        restored.device, restored.args = self.history.device, self.history.args
+        self.history = restored
+        self.epoch, self.batch, self.step = checkpoint.epoch, checkpoint.batch, checkpoint.step
+        self.last_checkpoint = (self.checkpoint_path, checkpoint.step)
+        restore_rng(checkpoint.rng)
+
+    def _cache_features(self) -> None:
+        began = time.perf_counter()
+        args = self.args
+        directory = args.feature_cache_dir
+        cache = FeatureCache(directory, write=self.context.is_main)
+        self.train_features, self.test_features = (
+            cache.features(
+                self.backbone,
+                split,
+                image_size=args.image_size,
+                batch_size=_EVAL_BATCH,
+                precision=args.precision,
+                bn=args.bn,
+            )
+            for split in (self.train_split, self.test_split)
+        )
+        synchronize(self.device)
+        self.history.feature_seconds = time.perf_counter() - began
+
+    def _autocast(self) -> AbstractContextManager[None]:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.args.precision == "bf16"
+        )
+
+    def _batches(self, epoch: int, skip: int) -> Iterator[tuple[Tensor, Labels]]:
+        args, context = self.args, self.context
+        order = epoch_order(
+            len(self.train_split),
+            epoch=epoch,
+            seed=args.seed,
+            rank=context.rank,
+            world_size=context.world_size,
+        )
+        if self.train_features is None:
+            yield from iterate_batches(
+                self.train_split,
+                order,
+                args.batch_size,
+                image_size=args.image_size,
+                skip_batches=skip,
+            )
+            return
+        order = order.to(self.device)
+        for start in range(skip * args.batch_size, len(order), args.batch_size):
+            chosen = order[start : start + args.batch_size]
+            yield self.train_features[chosen], self.train_split.labels[chosen]
+
+    def _step(self, inputs: Tensor, labels: Labels) -> Tensor:
+        mode = self.args.mode
+        if mode == "head":
+            # The backbone is frozen: no graph, no saved activations; only the head's
+            # input is copied out of inference mode so autograd may save it.
+            with torch.inference_mode(), self._autocast():
+                features = self.backbone.forward_features(
+                    inputs.contiguous(memory_format=self.memory_format)
+                )
+            logits = self.trainable(features.to(torch.float32, copy=True))
+        elif mode == "cached":
+            logits = self.trainable(inputs)
+        else:
+            with self._autocast():
+                logits = self.trainable(inputs.contiguous(memory_format=self.memory_format))
+        loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _evaluate(self) -> float:
+        """Test accuracy; each process scores its share, the counts are summed over processes."""
+        split, context = self.test_split, self.context
+        share = torch.arange(context.rank, len(split), context.world_size)
+        correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.model.eval()
+        with torch.inference_mode(), self._autocast():
+            if self.test_features is None:
+                for images, labels in iterate_batches(
+                    split, share, _EVAL_BATCH, image_size=self.args.image_size
+                ):
+                    images = images.contiguous(memory_format=self.memory_format)
+                    if self.args.mode == "full":
+                        logits = self.model(images)
+                    else:
+                        logits = self.model.fc(self.backbone.forward_features(images))
+                    correct += (logits.argmax(dim=1) == labels).sum()
+            else:
+                chosen = share.to(self.device)
+                logits = self.model.fc(self.test_features[chosen])
+                correct += (logits.argmax(dim=1) == split.labels[chosen]).sum()
+        self.model.train()
+        counts = torch.stack(
+            [correct, torch.tensor(len(share), dtype=torch.float64, device=self.device)]
+        )
+        counts = self.context.all_reduce_sum(counts.clone())
+        return float(counts[0] / counts[1])
+
+    def _flush(self, epoch: int, bar: tqdm) -> None:
+        losses, counts = self.log.flush()
+        first = self.step - len(losses) + 1
+        for offset, loss in enumerate(losses):
+            if not math.isfinite(loss):
+                kept = (
+                    f"the last good checkpoint is {self.last_checkpoint[0]} (step "
+                    f"{self.last_checkpoint[1]}); it was kept"
+                    if self.last_checkpoint
+                    else "no checkpoint was written (set output_dir to keep one)"
+                )
+                raise NonFiniteLossError(
+                    f"the training loss became {loss} at step {first + offset} (epoch {epoch + 1}); "
+                    f"training stopped and {kept}. Lower learning_rate (now "
+                    f"{self.args.learning_rate}) or check the data for NaN or infinite values"
+                )
+        seen = self.history.examples_seen[-1] if self.history.examples_seen else 0
+        for loss, count in zip(losses, counts, strict=True):
+            seen += count
+            self.history.loss_list.append(loss)
+            self.history.examples_seen.append(seen)
+        if losses:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
+    def _save(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        if self.context.is_main:
+            checkpoint = Checkpoint(
+                args=self.args.to_dict(),
+                state=trainable_state(self.model),
+                optimizer=self.optimizer.state_dict(),
+                epoch=self.epoch,
+                batch=self.batch,
+                step=self.step,
+                history=self.history.to_dict(),
+                rng=capture_rng(),
+                frozen=self.frozen,
+            )
+            save_checkpoint(checkpoint, self.checkpoint_path)
+        self.last_checkpoint = (self.checkpoint_path, self.step)
+
+    def _run_epoch(self) -> None:
+        args = self.args
+        began = time.perf_counter()
+        share = math.ceil(len(self.train_split) / self.context.world_size)
+        steps = math.ceil(share / args.batch_size)
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        bar = tqdm(
+            total=steps,
+            initial=self.batch,
+            desc=f"epoch {self.epoch + 1}/{args.epochs} ({args.mode})",
+            disable=not (show and self.context.is_main),
+            leave=False,
+        )
+        self.model.train()
+        for inputs, labels in self._batches(self.epoch, self.batch):
+            self.log.record(self._step(inputs, labels), len(labels))
+            self.step += 1
+            self.batch += 1
+            bar.update()
+            checkpoint_due = (
+                args.checkpoint_every > 0
+                and self.step % args.checkpoint_every == 0
+                and self.batch < steps
+            )
+            if checkpoint_due or self.step % _SYNC_EVERY == 0:
+                self._flush(self.epoch, bar)
+            if checkpoint_due:
+                self._save()
+        self._flush(self.epoch, bar)
+        bar.close()
+        accuracy = self._evaluate()
+        synchronize(self.device)
+        history = self.history
+        history.accuracy_list.append(accuracy)
+        history.epoch_examples.append(history.examples_seen[-1])
+        history.epoch_times.append(time.perf_counter() - began)
+        self.epoch, self.batch = self.epoch + 1, 0
+        self._save()
+
+    def run(self) -> TrainResult:
+        while self.epoch < self.args.epochs:
+            self._run_epoch()
+        if self.output is not None and self.context.is_main:
+            from ..plot import plot_history
+
+            self.history.save_json(self.output / HISTORY_NAME)
+            plot_history(self.history, self.output / PLOT_NAME)
+        return TrainResult(self.history, self.model)
+
+
+def train(args: TrainingArgs) -> TrainResult:
+    """Train a new head on a frozen ResNet34 (or fine-tune all of it), as the seed did, faster.
+
+    Loads the first `trainset_size` / `testset_size` examples, builds the
+    model with [`build_model`][resfx.train.build_model], trains for `epochs`
+    with Adam and cross-entropy, and tests after every epoch. With
+    `output_dir` it checkpoints after every epoch (and every
+    `checkpoint_every` steps), resumes with `resume=True`, and writes
+    `history.json` and `training.png`. Under `torchrun --nproc-per-node N`
+    each process trains on its share through DistributedDataParallel over the
+    trainable module only, and every reported number is reduced over processes
+    (in `"cached"` mode each process computes the features of the whole subset;
+    with `feature_cache_dir` only rank 0 writes them).
+
+    Args:
+        args: the settings; the defaults are the seed's job.
+
+    Returns:
+        The result: `loss_list` (every step), `accuracy_list` (every epoch),
+        `model`, timings; `loss_list, accuracy_list, model = train(args)` works.
+
+    Raises:
+        OutputDirectoryError: `output_dir` cannot be written (checked first).
+        ValueError: labels outside `n_classes`, subset larger than the data, CUDA missing.
+        resfx.data.DatasetUnavailableError: CIFAR-10 missing and not downloadable.
+        CheckpointError: `resume` with a checkpoint from other settings.
+        NonFiniteLossError: the loss became NaN or infinite (the step is named;
+            the last good checkpoint is kept).
+
+    Example:
+        >>> args = TrainingArgs(data="synthetic", weights=None, trainset_size=64,
+        ...                     testset_size=32, epochs=1, batch_size=32, image_size=32,
+        ...                     device="cpu")
+        >>> loss_list, accuracy_list, model = train(args)
+        >>> len(loss_list), len(accuracy_list)
+        (2, 1)
+    """
+    context = init_distributed(args.device)
+    try:
+        return _Run(args, context).run()
+    finally:
+        context.close()

@@ -1,0 +1,112 @@
+"""The seed's training loop, kept as it was: the reference that resfx's `train` is measured against."""
+
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import DataLoader, Subset
+
+from .._weights import load_weights
+from ..bench import synchronize
+from ..data import SyntheticCIFAR10, get_cifar_subset, seed_transform
+from ._args import TrainingArgs
+from ._distributed import DistributedContext, resolve_device
+from ._results import TrainHistory, TrainResult
+
+
+def _seed_data(args: TrainingArgs) -> tuple[Subset, Subset]:
+    transform = seed_transform(args.image_size)
+    if args.data == "cifar10":
+        return get_cifar_subset(
+            args.trainset_size,
+            args.testset_size,
+            root=args.data_root,
+            download=args.download,
+            transform=transform,
+        )
+    train = SyntheticCIFAR10(train=True, seed=args.seed, transform=transform)
+    test = SyntheticCIFAR10(train=False, seed=args.seed, transform=transform)
+    return Subset(train, range(args.trainset_size)), Subset(test, range(args.testset_size))
+
+
+def seed_train(args: TrainingArgs) -> TrainResult:
+    """The seed's loop: torchvision ResNet34, per-image PIL transforms, a DataLoader, head only.
+
+    As the seed wrote it: `requires_grad_(False)` on the whole model (its
+    BatchNorms stay in train mode and keep updating their statistics), a new
+    `Linear(512, n_classes)` head, Adam on the head, `loss.item()` every step,
+    float32 throughout. Only `batch_size`, `epochs`, `learning_rate`,
+    `n_classes`, the sizes, `data`, `data_root`, `download`, `weights`,
+    `image_size`, `device`, `seed` and `num_workers` apply. It is the baseline
+    of the benchmarks, not a way to train.
+
+    Args:
+        args: the settings.
+
+    Returns:
+        A result with `mode="seed"`.
+
+    Raises:
+        ValueError: CUDA asked for and missing.
+        resfx.data.DatasetUnavailableError: CIFAR-10 missing and not downloadable.
+
+    Example:
+        >>> args = TrainingArgs(data="synthetic", weights=None, trainset_size=16,
+        ...                     testset_size=8, epochs=1, batch_size=8, image_size=32,
+        ...                     device="cpu")
+        >>> len(seed_train(args).loss_list)
+        2
+    """
+    began = time.perf_counter()
+    device = resolve_device(args.device, DistributedContext(0, 1, 0))
+    torch.manual_seed(args.seed)
+    trainset, testset = _seed_data(args)
+    model = torchvision.models.resnet34()
+    if args.weights is not None:
+        load_weights(model, args.weights)
+    model.requires_grad_(False)
+    model.fc = torch.nn.Linear(512, args.n_classes)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.fc.parameters(), lr=args.learning_rate)
+    generator = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(
+        trainset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.num_workers,
+        generator=generator,
+    )
+    test_loader = DataLoader(testset, batch_size=args.batch_size, num_workers=args.num_workers)
+    history = TrainHistory(
+        mode="seed",
+        dataset=args.data,
+        device=str(device),
+        args=args.to_dict(),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        frozen_parameters=sum(p.numel() for p in model.parameters() if not p.requires_grad),
+    )
+    history.setup_seconds = time.perf_counter() - began
+    for _ in range(args.epochs):
+        epoch_began = time.perf_counter()
+        model.train()
+        for images, labels in train_loader:
+            images, labels = images.to(device), labels.to(device)
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            history.loss_list.append(loss.item())
+            seen = history.examples_seen[-1] if history.examples_seen else 0
+            history.examples_seen.append(seen + len(labels))
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for images, labels in test_loader:
+                predicted = model(images.to(device)).argmax(dim=1)
+                correct += int((predicted == labels.to(device)).sum())
+        synchronize(device)
+        history.accuracy_list.append(correct / len(testset))
+        history.epoch_examples.append(history.examples_seen[-1])
+        history.epoch_times.append(time.perf_counter() - epoch_began)
+    return TrainResult(history, model)

@@ -1,0 +1,133 @@
+"""Feature cache: content keys that change with every input, disk round trips, cached == uncached."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from resfx.data import ImageSplit, load_split
+from resfx.features import FeatureCache, compute_features, feature_key
+from resfx.models import ResNet, ResNetConfig
+from resfx.train import build_model, train
+from test_train import tiny
+
+
+def _small_model() -> ResNet:
+    return ResNet(ResNetConfig(layers=(1, 1, 1, 1), width=4)).eval()
+
+
+def _key(model: ResNet, split: ImageSplit, **changes: object) -> str:
+    settings = {"image_size": 32, "precision": "fp32", "bn": "eval", **changes}
+    return feature_key(model, split, **settings).digest()
+
+
+def test_every_input_of_the_features_changes_the_key() -> None:
+    model, split = _small_model(), load_split("synthetic", "train", 6)
+    base = _key(model, split)
+    assert base == _key(_clone(model), split)
+    changed = _clone(model)
+    with torch.no_grad():
+        changed.layer2[0].conv1.weight[0, 0, 0, 0] += 1e-3
+    assert _key(changed, split) != base
+    stats = _clone(model)
+    stats.layer4[0].bn2.running_var[3] = 2.0
+    assert _key(stats, split) != base
+    reordered = ImageSplit(split.images, split.labels, split.indices.flip(0), "synthetic", "train")
+    assert _key(model, reordered) != base
+    assert _key(model, load_split("synthetic", "train", 5)) != base
+    assert _key(model, load_split("synthetic", "test", 6)) != base
+    assert _key(model, split, image_size=64) != base
+    assert _key(model, split, precision="bf16") != base
+    assert _key(model, split, bn="batch") != base
+    assert _key(_clone(model).train(), split) != base
+
+
+def test_the_head_is_not_part_of_the_key() -> None:
+    model, split = _small_model(), load_split("synthetic", "train", 4)
+    other = _clone(model)
+    with torch.no_grad():
+        other.fc.weight.add_(1.0)
+    assert _key(other, split) == _key(model, split)
+
+
+def _clone(model: ResNet) -> ResNet:
+    copy = ResNet(model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy.train(model.training)
+
+
+def test_cache_computes_once_in_memory_and_reuses_from_disk(tmp_path: Path) -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 5)
+    cache = FeatureCache(tmp_path)
+    first = cache.features(model, split, image_size=32)
+    again = cache.features(model, split, image_size=32)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert again is first
+    fresh = FeatureCache(tmp_path)
+    loaded = fresh.features(model, split, image_size=32)
+    assert (fresh.hits, fresh.misses) == (1, 0)
+    torch.testing.assert_close(loaded, first, rtol=0, atol=0)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_disk_entry_whose_stored_key_differs_is_recomputed(tmp_path: Path) -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 5)
+    key = feature_key(model, split, image_size=32, precision="fp32", bn="eval")
+    path = FeatureCache(tmp_path).path_for(key)
+    assert path is not None
+    torch.save({"key": {"backbone": "something else"}, "features": torch.zeros(5, 32)}, path)
+    cache = FeatureCache(tmp_path)
+    features = cache.features(model, split, image_size=32)
+    assert cache.misses == 1
+    torch.testing.assert_close(features, compute_features(model, split, image_size=32))
+
+
+def test_read_only_cache_does_not_write(tmp_path: Path) -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 3)
+    FeatureCache(tmp_path, write=False).features(model, split, image_size=32)
+    assert not list(tmp_path.iterdir())
+
+
+def test_features_do_not_depend_on_the_batch_size_and_match_forward_features() -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 7)
+    small = compute_features(model, split, image_size=48, batch_size=3)
+    whole = compute_features(model, split, image_size=48, batch_size=256)
+    torch.testing.assert_close(small, whole, rtol=1e-5, atol=1e-5)
+    from resfx.data import preprocess
+
+    with torch.no_grad():
+        direct = model.forward_features(preprocess(split.images, 48))
+    torch.testing.assert_close(whole, direct, rtol=1e-5, atol=1e-5)
+    assert not whole.is_inference()
+
+
+def test_bf16_features_are_close_to_fp32() -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 4)
+    fp32 = compute_features(model, split, image_size=32)
+    bf16 = compute_features(model, split, image_size=32, precision="bf16")
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05 * fp32.abs().max().item())
+
+
+def test_unknown_precision_is_an_error() -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 2)
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        compute_features(model, split, image_size=32, precision="fp16")
+
+
+def test_head_trained_on_cached_features_equals_the_uncached_frozen_path() -> None:
+    settings = {"trainset_size": 40, "epochs": 2}
+    head = train(tiny(mode="head", **settings))
+    cached = train(tiny(mode="cached", **settings))
+    assert len(cached.loss_list) == len(head.loss_list) == 6
+    torch.testing.assert_close(cached.loss_list, head.loss_list, rtol=1e-4, atol=1e-4)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(
+            getattr(cached.model.fc, name), getattr(head.model.fc, name), rtol=1e-4, atol=1e-5
+        )
+    assert cached.accuracy_list == head.accuracy_list
+    untouched = build_model(tiny(**settings)).state_dict()
+    for name, tensor in cached.model.state_dict().items():
+        if not name.startswith("fc."):
+            assert torch.equal(tensor, untouched[name]), name

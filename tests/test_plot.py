@@ -1,0 +1,68 @@
+"""Figures: the seed's two-axis plot and the comparison, written as PNG and labelled truthfully."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from resfx.plot import plot_comparison, plot_history
+from resfx.train import TrainHistory, TrainResult
+
+
+def _history(mode: str = "head", dataset: str = "synthetic") -> TrainHistory:
+    return TrainHistory(
+        mode,
+        dataset,
+        "cpu",
+        loss_list=[2.3, 2.0, 1.7, 1.5, 1.4, 1.2],
+        examples_seen=[64, 128, 192, 256, 320, 384],
+        accuracy_list=[0.35, 0.52],
+        epoch_examples=[192, 384],
+        epoch_times=[1.5, 1.4],
+        setup_seconds=0.5,
+    )
+
+
+def test_seed_figure_has_loss_and_accuracy_on_two_axes_against_examples_seen(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plots" / "training.png"
+    figure = plot_history(_history(), path)
+    loss_axis, accuracy_axis = figure.axes
+    assert loss_axis.get_xlabel() == "training examples seen"
+    assert loss_axis.get_ylabel() == "cross-entropy loss"
+    assert accuracy_axis.get_ylabel() == "test accuracy (%)"
+    assert list(loss_axis.lines[0].get_xdata()) == [64, 128, 192, 256, 320, 384]
+    assert list(accuracy_axis.lines[0].get_ydata()) == [35.0, 52.0]
+    assert "SYNTHETIC" in loss_axis.get_title()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 600
+
+
+def test_real_data_is_not_called_synthetic() -> None:
+    figure = plot_history(TrainResult(_history(dataset="cifar10"), model=torch.nn.Linear(1, 1)))
+    assert "CIFAR10" in figure.axes[0].get_title()
+    assert "SYNTHETIC" not in figure.axes[0].get_title()
+
+
+def test_comparison_shows_every_run_and_its_time(tmp_path: Path) -> None:
+    runs = [_history("head"), _history("cached")]
+    runs[1].epoch_times = [0.1, 0.1]
+    path = tmp_path / "modes.png"
+    figure = plot_comparison(runs, path)
+    loss_axis, accuracy_axis, time_axis = figure.axes
+    assert [line.get_label() for line in loss_axis.lines] == [
+        "head, synthetic data",
+        "cached, synthetic data",
+    ]
+    assert len(accuracy_axis.lines) == 2
+    heights = [bar.get_height() for bar in time_axis.patches]
+    assert heights == pytest.approx([0.5, 0.5, 2.9, 0.2])
+    assert "SYNTHETIC" in figure.get_suptitle()
+    assert path.stat().st_size > 10_000
+
+
+def test_comparison_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one run"):
+        plot_comparison([])
