@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up the environment if needed, then the main job, offline on 2 CPU cores in a few minutes:
+# 1. `resfx bench --quick`: what freezing saves on this machine (table, JSON, charts in runs/bench);
+# 2. a feature-extraction run (frozen ResNet34, new head) on the embedded SYNTHETIC
+#    CIFAR-10-shaped data, with its loss/accuracy plot in runs/synthetic.
+# ImageNet weights are used when they are in torch's cache; otherwise the backbone is random.
+source "$(dirname "$0")/_env.sh"
+weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['IMAGENET1K_V1'].cache_path; print('IMAGENET1K_V1' if p.is_file() else 'none')")
+resfx bench --quick --out runs/bench
+resfx train --data synthetic --weights "$weights" --mode cached --trainset-size 5000 \
+    --testset-size 1000 --epochs 5 --image-size 64 --device cpu --output-dir runs/synthetic
+echo "main job done: runs/bench (benchmark report) and runs/synthetic (training history and plot)"

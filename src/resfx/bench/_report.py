@@ -1,0 +1,170 @@
+"""The benchmark report: a terminal table, a JSON file with every figure, and PNG charts."""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ._suite import StepResult, results_as_dicts, step_ratios
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_step_table(results: list[StepResult]) -> str:
+    """A fixed-width table of step results, grouped by precision, with the ratios under it.
+
+    Args:
+        results: from `run_step_benchmarks`.
+
+    Returns:
+        The table as text.
+
+    Example:
+        >>> rows = [StepResult("resfx", "fp32", "full", 8.0, 0.1, None, 2**20, 100)]
+        >>> print(format_step_table(rows).splitlines()[0])
+        precision  mode                 implementation  median ms  ±spread  peak MiB  saved MiB  nodes
+    """
+    header = (
+        f"{'precision':<10} {'mode':<20} {'implementation':<15} {'median ms':>9} "
+        f"{'±spread':>8} {'peak MiB':>9} {'saved MiB':>10} {'nodes':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(
+            f"{r.precision:<10} {r.mode:<20} {r.implementation:<15} {r.median_ms:>9.2f} "
+            f"{r.spread_ms:>8.2f} {_fmt(r.peak_memory_mib, 0):>9} "
+            f"{r.saved_bytes / 2**20:>10.2f} {r.graph_nodes:>6}"
+        )
+    for key, entry in step_ratios(results).items():
+        if entry:
+            lines.append("")
+            lines.append(f"ratios {key}:")
+            lines.extend(f"  {name:<40} {value:7.3f}x" for name, value in entry.items())
+    return "\n".join(lines)
+
+
+def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a report dictionary as indented JSON, atomically.
+
+    Args:
+        report: JSON-serialisable figures.
+        path: the file to write.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> import tempfile
+        >>> write_json({"a": 1}, tempfile.mkdtemp() + "/r.json").name
+        'r.json'
+    """
+    from .._atomic import atomic_write_bytes
+
+    path = Path(path)
+    atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
+    return path
+
+
+def step_report(results: list[StepResult]) -> dict[str, Any]:
+    """Every step figure and ratio, as one JSON-ready dictionary.
+
+    Example:
+        >>> sorted(step_report([]))
+        ['ratios', 'steps']
+    """
+    return {"steps": results_as_dicts(results), "ratios": step_ratios(results)}
+
+
+def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Charts: time and peak memory by mode, and cost against freeze depth.
+
+    Args:
+        results: from `run_step_benchmarks`.
+        out_dir: the folder for the PNG files.
+
+    Returns:
+        The PNG paths written (`bench_modes.png`, `bench_freeze_depth.png` when
+        the sweep ran).
+
+    Example:
+        >>> import tempfile
+        >>> rows = [StepResult("resfx", "fp32", "full", 8.0, 0.1, None, 2**20, 100)]
+        >>> [p.name for p in plot_steps(rows, tempfile.mkdtemp())]
+        ['bench_modes.png']
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    series = sorted({(r.implementation, r.precision) for r in results})
+    modes = list(dict.fromkeys(r.mode for r in results if not r.mode.startswith("freeze_to:")))
+    table = {(r.implementation, r.precision, r.mode): r for r in results}
+    has_memory = any(r.peak_memory_mib for r in results)
+    figure, axes = plt.subplots(1, 2 if has_memory else 1, figsize=(13 if has_memory else 8, 4.5))
+    axes = list(axes) if has_memory else [axes]
+    width = 0.8 / max(len(series), 1)
+    for index, (implementation, precision) in enumerate(series):
+        offsets = [m + (index - (len(series) - 1) / 2) * width for m in range(len(modes))]
+        label = f"{implementation} {precision}"
+        times = [
+            getattr(table.get((implementation, precision, m)), "median_ms", 0.0) for m in modes
+        ]
+        axes[0].bar(offsets, times, width, label=label)
+        if has_memory:
+            peaks = [
+                getattr(table.get((implementation, precision, m)), "peak_memory_mib", 0.0) or 0.0
+                for m in modes
+            ]
+            axes[1].bar(offsets, peaks, width, label=label)
+    axes[0].set_ylabel("step time (ms, median)")
+    axes[0].set_title("ResNet34 training step by mode")
+    if has_memory:
+        axes[1].set_ylabel("peak GPU memory (MiB)")
+        axes[1].set_title("Peak memory by mode")
+    for axis in axes:
+        axis.set_xticks(range(len(modes)))
+        axis.set_xticklabels(modes, rotation=30, ha="right")
+        axis.legend()
+    figure.tight_layout()
+    path = out_dir / "bench_modes.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    written.append(path)
+
+    sweep = [r for r in results if r.mode.startswith("freeze_to:")]
+    if sweep:
+        figure, time_axis = plt.subplots(figsize=(8, 4.5))
+        memory_axis = time_axis.twinx()
+        for implementation, precision in series:
+            rows = [
+                r for r in sweep if (r.implementation, r.precision) == (implementation, precision)
+            ]
+            stages = [r.mode.removeprefix("freeze_to:") for r in rows]
+            label = f"{implementation} {precision}"
+            time_axis.plot(stages, [r.median_ms for r in rows], marker="o", label=f"{label} time")
+            memory_axis.plot(
+                stages,
+                [r.saved_bytes / 2**20 for r in rows],
+                marker="s",
+                linestyle="--",
+                label=f"{label} saved activations",
+            )
+        time_axis.set_xlabel("frozen up to and including")
+        time_axis.set_ylabel("step time (ms, median)")
+        memory_axis.set_ylabel("activations saved for backward (MiB)")
+        time_axis.set_title("Cost of a training step against freeze depth")
+        handles = time_axis.get_legend_handles_labels()
+        more = memory_axis.get_legend_handles_labels()
+        time_axis.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8)
+        figure.tight_layout()
+        path = out_dir / "bench_freeze_depth.png"
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+        written.append(path)
+    return written

@@ -1,0 +1,76 @@
+"""The same guarantees on a GPU (skipped without CUDA; run on the device machine)."""
+
+import pytest
+import torch
+import torchvision
+
+import resfx
+from conftest import randomise_resnet_state
+from resfx._fold import fold_batchnorm
+from resfx.autograd import DriftGuard
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+CUDA = torch.device("cuda")
+
+
+@pytest.fixture(scope="module")
+def twins() -> tuple[torch.nn.Module, resfx.ResNet]:
+    reference = torchvision.models.resnet34()
+    state = randomise_resnet_state(reference, seed=7)
+    ours = resfx.resnet34()
+    ours.load_state_dict(state)
+    return reference.to(CUDA), ours.to(CUDA)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_eval_logits_match_torchvision_on_gpu(twins, precision: str) -> None:
+    reference, ours = (m.eval() for m in twins)
+    x = torch.randn(8, 3, 224, 224, device=CUDA)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=precision == "bf16"):
+        expected, actual = reference(x).float(), ours(x).float()
+        with resfx.nn.reference_ops():
+            reference_path = ours(x).float()
+    tolerance = 1e-4 if precision == "fp32" else 0.05 * expected.abs().max().item()
+    assert (actual - expected).abs().max().item() <= tolerance
+    assert (reference_path - expected).abs().max().item() <= max(tolerance, 1e-3)
+
+
+def test_train_step_gradients_match_torchvision_on_gpu(twins) -> None:
+    reference, ours = (m.train() for m in twins)
+    x = torch.randn(8, 3, 64, 64, device=CUDA)
+    target = torch.randint(0, 1000, (8,), device=CUDA)
+    for model in (reference, ours):
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), target).backward()
+    theirs = dict(reference.named_parameters())
+    for name, parameter in ours.named_parameters():
+        torch.testing.assert_close(
+            parameter.grad, theirs[name].grad, atol=1e-3, rtol=1e-3, msg=name
+        )
+
+
+def test_frozen_backbone_does_not_drift_on_gpu() -> None:
+    model = resfx.resnet34(num_classes=10).to(CUDA)
+    resfx.freeze_to(model, "layer4")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    head_before = model.fc.weight.detach().clone()
+    with DriftGuard(model):
+        model.train()
+        for _ in range(3):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = model(torch.randn(4, 3, 64, 64, device=CUDA)).logsumexp(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert not torch.equal(model.fc.weight, head_before)
+
+
+def test_folded_backbone_matches_on_gpu(twins) -> None:
+    _, ours = twins
+    ours.eval()
+    folded = fold_batchnorm(ours)
+    x = torch.randn(4, 3, 224, 224, device=CUDA)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), ours(x), atol=1e-3, rtol=1e-3)
