@@ -3,17 +3,22 @@
 import pytest
 import torch
 import torchvision
-from conftest import randomise_resnet_state
 from hypothesis import given
 from hypothesis import strategies as st
 
 import resfx
+from conftest import randomise_resnet_state
 from resfx._fold import fold_batchnorm
 from resfx.models import ResNet, ResNetConfig
 
 
-@pytest.mark.parametrize("make", [lambda: ResNet(ResNetConfig(width=8, layers=(1, 2, 1, 1))),
-                                  lambda: torchvision.models.resnet18(num_classes=7)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ResNet(ResNetConfig(width=8, layers=(1, 2, 1, 1))),
+        lambda: torchvision.models.resnet18(num_classes=7),
+    ],
+)
 def test_folded_resnet_matches_eval_model_without_any_batchnorm(make) -> None:
     model = make()
     randomise_resnet_state(model, seed=4)
@@ -29,12 +34,19 @@ def test_folded_resnet_matches_eval_model_without_any_batchnorm(make) -> None:
     assert not folded.training
 
 
-@given(c_in=st.integers(1, 4), c_out=st.integers(1, 4), bias=st.booleans(), affine=st.booleans(),
-       seed=st.integers(0, 1000))
+@given(
+    c_in=st.integers(1, 4),
+    c_out=st.integers(1, 4),
+    bias=st.booleans(),
+    affine=st.booleans(),
+    seed=st.integers(0, 1000),
+)
 def test_folding_one_pair_is_exact_in_float64(c_in, c_out, bias, affine, seed) -> None:
     g = torch.Generator().manual_seed(seed)
-    pair = resfx.nn.Sequential(resfx.nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias),
-                               resfx.nn.BatchNorm2d(c_out, affine=affine)).double()
+    pair = resfx.nn.Sequential(
+        resfx.nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias),
+        resfx.nn.BatchNorm2d(c_out, affine=affine),
+    ).double()
     with torch.no_grad():
         pair[1].running_mean.copy_(torch.randn(c_out, generator=g))
         pair[1].running_var.copy_(torch.rand(c_out, generator=g) + 0.1)
@@ -46,7 +58,8 @@ def test_folding_one_pair_is_exact_in_float64(c_in, c_out, bias, affine, seed) -
 
 
 def test_batchnorm_without_running_statistics_cannot_be_folded() -> None:
-    pair = resfx.nn.Sequential(resfx.nn.Conv2d(1, 2, 1),
-                               resfx.nn.BatchNorm2d(2, track_running_stats=False))
+    pair = resfx.nn.Sequential(
+        resfx.nn.Conv2d(1, 2, 1), resfx.nn.BatchNorm2d(2, track_running_stats=False)
+    )
     with pytest.raises(ValueError, match="without running statistics"):
         fold_batchnorm(pair)

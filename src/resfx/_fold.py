@@ -84,5 +84,3 @@ def fold_batchnorm(module: tnn.Module) -> tnn.Module:
             setattr(parent, name, tnn.Identity())
     folded.requires_grad_(False)
     return folded
-
-
