@@ -11,11 +11,13 @@ Example:
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .data import DatasetUnavailableError
@@ -181,7 +183,184 @@ def _register_train(subcommands: Any) -> None:
     parser.set_defaults(handler=lambda namespace: _run_train(namespace, parser))
 
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_register_train,)
+def _run_bench(namespace: argparse.Namespace) -> int:
+    import torch
+
+    from .bench import machine_info
+    from .bench._job import format_job_table, run_job_benchmarks
+    from .bench._report import format_step_table, plot_steps, step_report, write_json
+    from .bench._suite import BenchConfig, run_step_benchmarks
+
+    device = namespace.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_gpu = torch.device(device).type == "cuda"
+    quick = namespace.quick
+    batch = namespace.batch_size or (64 if on_gpu else 8)
+    size = namespace.image_size or (224 if on_gpu else (32 if quick else 64))
+    precisions = tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",)))
+    try:
+        config = BenchConfig(
+            device=device,
+            batch_size=batch,
+            image_size=size,
+            precisions=precisions,
+            sweep=not namespace.no_sweep,
+            warmup=namespace.warmup if namespace.warmup is not None else (1 if quick else 3),
+            repeats=namespace.repeats if namespace.repeats is not None else (3 if quick else 10),
+        )
+    except ValueError as error:
+        print(f"resfx bench: error: {error}", file=sys.stderr)
+        return 2
+    progress = not namespace.no_progress
+    info = machine_info(device)
+    print(
+        f"resfx bench on {info['device_name']} ({device}), torch {info['torch']}, "
+        f"{info['cpu_count']} CPUs; ResNet34, batch {batch}, {size}x{size}, "
+        f"{config.repeats} timed steps after {config.warmup} warm-up"
+    )
+    steps = run_step_benchmarks(config, progress=progress)
+    print(format_step_table(steps))
+    report: dict[str, Any] = {
+        "machine": info,
+        "config": dataclasses.asdict(config),
+        **step_report(steps),
+    }
+    if not namespace.no_job:
+        job_args = TrainingArgs(
+            data=namespace.job_data,
+            weights=namespace.weights,
+            trainset_size=namespace.job_trainset_size or (512 if quick else 10_000),
+            testset_size=namespace.job_testset_size or (256 if quick else 1_000),
+            epochs=namespace.job_epochs or (1 if quick else 5),
+            batch_size=namespace.batch_size or 64,
+            image_size=namespace.image_size or (64 if quick else 224),
+            device=device,
+            num_workers=namespace.num_workers,
+        )
+        jobs = run_job_benchmarks(job_args, precisions=precisions, progress=progress)
+        print()
+        print(format_job_table(jobs))
+        report["job"] = {"args": job_args.to_dict(), "runs": [dataclasses.asdict(j) for j in jobs]}
+    out = Path(namespace.out)
+    written = [write_json(report, out / "bench.json"), *plot_steps(steps, out)]
+    print("wrote: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _register_bench(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "bench",
+        help="measure what freezing saves: step time, memory, saved activations, the seed job",
+        description=(
+            "ResNet34 (resfx and torchvision, same weights) per training step: full "
+            "fine-tuning, frozen backbone under each BatchNorm policy, frozen and folded, "
+            "forward-only and the head step (the limit), and a freeze-depth sweep; then the "
+            "seed's job end to end (its loop vs resfx head vs resfx cached). Prints tables, "
+            "writes bench.json and PNG charts into --out."
+        ),
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per step (default 64 on a GPU, 8 on the CPU)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="image side (default 224 on a GPU, 64 on the CPU, 32 with --quick)",
+    )
+    parser.add_argument(
+        "--precision",
+        action="append",
+        choices=("fp32", "bf16"),
+        help="repeat for several (default fp32 and bf16 on a GPU, fp32 on the CPU)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and few repeats: under a minute on 2 CPU cores",
+    )
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per mode")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per mode")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the freeze-depth sweep")
+    parser.add_argument("--no-job", action="store_true", help="skip the end-to-end seed job")
+    parser.add_argument(
+        "--job-data",
+        choices=("synthetic", "cifar10"),
+        default="synthetic",
+        help="data of the seed job (default synthetic: works offline)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=_optional_text,
+        default=None,
+        help="backbone weights of the seed job (default none: random)",
+    )
+    parser.add_argument("--job-trainset-size", type=int, default=None)
+    parser.add_argument("--job-testset-size", type=int, default=None)
+    parser.add_argument("--job-epochs", type=int, default=None)
+    parser.add_argument(
+        "--num-workers", type=int, default=0, help="DataLoader workers of the seed's loop"
+    )
+    parser.add_argument("--out", default=".", help="folder for bench.json and the charts")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_run_bench)
+
+
+def _run_summary(namespace: argparse.Namespace) -> int:
+    from ._freeze import freeze_to, parameter_summary
+    from .models import resnet18, resnet34
+
+    factory = resnet34 if namespace.model == "resnet34" else resnet18
+    try:
+        model = factory(weights=namespace.weights, num_classes=namespace.num_classes)
+    except (ValueError, CheckpointMismatchError, WeightsUnavailableError) as error:
+        print(f"resfx summary: error: {error}", file=sys.stderr)
+        return 1
+    if namespace.freeze_to != "nothing":
+        freeze_to(model, namespace.freeze_to, bn=namespace.bn)
+    print(parameter_summary(model).table())
+    return 0
+
+
+def _register_summary(subcommands: Any) -> None:
+    from ._freeze import _POLICIES
+    from .models import STAGES
+
+    parser = subcommands.add_parser(
+        "summary",
+        help="print a ResNet's parameter table: shapes, counts, trainable or frozen, BN policy",
+        description="Build a ResNet, optionally freeze it up to a stage, print its parameters.",
+    )
+    parser.add_argument("--model", choices=("resnet34", "resnet18"), default="resnet34")
+    parser.add_argument(
+        "--weights",
+        type=_optional_text,
+        default=None,
+        help="IMAGENET1K_V1, resnet34.tv_in1k, a checkpoint path, or none",
+    )
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument(
+        "--freeze-to",
+        choices=("nothing", *STAGES),
+        default="nothing",
+        help="freeze from the stem up to and including this stage",
+    )
+    parser.add_argument(
+        "--bn", choices=_POLICIES, default="eval", help="BatchNorm policy of the frozen stages"
+    )
+    parser.set_defaults(handler=_run_summary)
+
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    _register_train,
+    _register_bench,
+    _register_summary,
+)
 """One registration function per subcommand, in `--help` order."""
 
 

@@ -1,0 +1,115 @@
+"""The end-to-end seed job measured three ways: the seed's loop, resfx `"head"`, resfx `"cached"`."""
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from ..train import TrainingArgs, seed_train, train
+
+JOB_RUNS: tuple[str, ...] = ("seed", "head", "cached")
+"""The seed's reference loop, then resfx's two frozen-backbone modes."""
+
+
+@dataclass
+class JobResult:
+    """One end-to-end run of the job.
+
+    Args:
+        run: `"seed"`, `"head"` or `"cached"`.
+        precision: the precision resfx ran in (`"fp32"` for the seed's loop).
+        seconds: wall time of the whole call: data, model, features, every epoch.
+        epoch_seconds: wall seconds of each epoch.
+        setup_seconds: seconds before the first epoch.
+        final_accuracy: test accuracy after the last epoch.
+        dataset: `"cifar10"` or `"synthetic"`.
+
+    Example:
+        >>> JobResult("seed", "fp32", 9.0, [1.0], 1.0, 0.5, "synthetic").run
+        'seed'
+    """
+
+    run: str
+    precision: str
+    seconds: float
+    epoch_seconds: list[float]
+    setup_seconds: float
+    final_accuracy: float
+    dataset: str
+
+
+def run_job_benchmarks(
+    args: TrainingArgs, *, precisions: tuple[str, ...] = ("fp32",), progress: bool = True
+) -> list[JobResult]:
+    """Run the seed's job end to end: its own loop, then resfx `"head"` and `"cached"` per precision.
+
+    All runs share `args` (data, sizes, epochs, batch size, weights, device,
+    seed); only the mode and precision change, and nothing is written to disk.
+
+    Args:
+        args: the job; `mode`, `precision` and `output_dir` are set per run.
+        precisions: resfx's precisions to run (`"bf16"` on a GPU).
+        progress: show a progress bar over the runs.
+
+    Returns:
+        One result per run: the seed's first, then `head` and `cached` per precision.
+
+    Example:
+        >>> args = TrainingArgs(data="synthetic", weights=None, trainset_size=16, testset_size=8,
+        ...                     epochs=1, batch_size=8, image_size=32, device="cpu")
+        >>> [r.run for r in run_job_benchmarks(args, progress=False)]
+        ['seed', 'head', 'cached']
+    """
+    plan = [("seed", "fp32")] + [(run, p) for p in precisions for run in JOB_RUNS[1:]]
+    results = []
+    for run, precision in tqdm(plan, desc="seed job", disable=not progress, unit="run"):
+        settings = dataclasses.replace(
+            args,
+            mode="head" if run == "seed" else run,
+            precision=precision,
+            output_dir=None,
+            progress=False,
+        )
+        began = time.perf_counter()
+        result = seed_train(settings) if run == "seed" else train(settings)
+        seconds = time.perf_counter() - began
+        history = result.history
+        results.append(
+            JobResult(
+                run=run,
+                precision=precision,
+                seconds=seconds,
+                epoch_seconds=list(history.epoch_times),
+                setup_seconds=history.setup_seconds,
+                final_accuracy=history.accuracy_list[-1],
+                dataset=history.dataset,
+            )
+        )
+    return results
+
+
+def format_job_table(results: list[JobResult]) -> str:
+    """The job's runs side by side, with the speed-up over the seed's loop.
+
+    Example:
+        >>> rows = [JobResult("seed", "fp32", 10.0, [2.0], 1.0, 0.5, "synthetic"),
+        ...         JobResult("cached", "fp32", 0.5, [0.01], 0.4, 0.5, "synthetic")]
+        >>> print(format_job_table(rows).splitlines()[-1])
+        cached  fp32        0.50     0.010       0.40     50.0%       20.0x
+    """
+    seed = next((r.seconds for r in results if r.run == "seed"), None)
+    datasets = sorted({r.dataset for r in results})
+    lines = [
+        f"seed job on {', '.join(d.upper() if d == 'cifar10' else d + ' data' for d in datasets)}",
+        f"{'run':<7} {'prec':<6} {'total s':>9} {'epoch s':>9} {'setup s':>10} {'accuracy':>9} "
+        f"{'vs seed':>11}",
+    ]
+    for r in results:
+        epoch = sum(r.epoch_seconds) / max(len(r.epoch_seconds), 1)
+        speedup = "-" if seed is None else f"{seed / r.seconds:.1f}x"
+        lines.append(
+            f"{r.run:<7} {r.precision:<6} {r.seconds:>9.2f} {epoch:>9.3f} {r.setup_seconds:>10.2f} "
+            f"{r.final_accuracy:>9.1%} {speedup:>11}"
+        )
+    return "\n".join(lines)
