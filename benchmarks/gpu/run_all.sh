@@ -21,6 +21,9 @@ fi
 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider 2>&1 | tee "$OUT/cuda_tests.txt"
 RESFX_BENCH_DEVICE="$DEVICE" python3 -m pytest -c benchmarks/pytest.ini benchmarks --benchmark-only \
     --benchmark-columns=min,median,max,rounds 2>&1 | tee "$OUT/pytest_benchmarks.txt"
+# the resfx/torchvision comparison alone, in a fresh process, to separate it from the suite's state
+RESFX_BENCH_DEVICE="$DEVICE" python3 -m pytest -c benchmarks/pytest.ini benchmarks/bench_resnet.py \
+    --benchmark-only --benchmark-columns=min,median,max,rounds 2>&1 | tee "$OUT/pytest_bench_resnet.txt"
 # shellcheck disable=SC2086
 python3 -m resfx bench --device "$DEVICE" --out "$OUT/bench" --no-progress $BENCH_FLAGS 2>&1 \
     | tee "$OUT/resfx_bench.txt"

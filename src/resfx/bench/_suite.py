@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import functools
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,7 +36,8 @@ STEP_MODES: tuple[str, ...] = (
 - `full`: fine-tune everything (forward, backward, Adam on all parameters).
 - `frozen-<policy>`: backbone frozen with that BatchNorm policy, head trained.
 - `frozen-folded`: backbone frozen, its eval-mode BatchNorm folded into the
-  convolutions and run without autograd, head trained (resfx's fast path).
+  convolutions, run without autograd (in bf16, the folded copy's weights are
+  stored in bf16), head trained: what `resfx.train` runs in `"head"` mode.
 - `forward-only`: the whole model's forward in inference mode (the limit's first part).
 - `head-step`: a head step on cached 512-d features (the limit's second part,
   and the cost per step of training on a feature cache).
@@ -214,6 +216,8 @@ def prepare_step(
         backbone = copy.deepcopy(model)
         backbone.fc = tnn.Identity()
         folded = fold_batchnorm(backbone)
+        if precision == "bf16":
+            folded = folded.to(torch.bfloat16)  # frozen: no per-step weight casts
         head = model.fc
         params = list(head.parameters())
 
@@ -235,7 +239,7 @@ def prepare_step(
             with _autocast(device, precision):
                 return loss_fn(model(x), y)
 
-    optimizer = torch.optim.Adam(params, lr=1e-3)
+    optimizer = torch.optim.Adam(params, lr=1e-3, fused=device.type == "cuda")
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -296,7 +300,7 @@ def run_step_benchmarks(config: BenchConfig, *, progress: bool = True) -> list[S
     """Measure every (precision, mode, implementation) of `config`, side by side in one run.
 
     Each measurement builds a fresh ResNet34 (same weights for both
-    implementations), prepares its inputs outside the timed region, meters the
+    implementations; Adam is fused on a GPU for every mode), prepares its inputs outside the timed region, meters the
     bytes autograd saves and the graph's nodes on one forward, then times
     `config.repeats` steps after `config.warmup` with `resfx.bench.time_step`.
 
@@ -318,9 +322,11 @@ def run_step_benchmarks(config: BenchConfig, *, progress: bool = True) -> list[S
     bar = tqdm(plan, desc="resfx bench", disable=not progress, unit="mode")
     for precision, mode, implementation in bar:
         bar.set_postfix_str(f"{implementation} {precision} {mode}")
-        results.append(_measure(mode, implementation, config, precision))
+        # The previous mode's model and optimizer must be gone before this one's peak is read.
+        gc.collect()
         if torch.device(config.device).type == "cuda":
             torch.cuda.empty_cache()
+        results.append(_measure(mode, implementation, config, precision))
     return results
 
 

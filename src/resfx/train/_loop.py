@@ -203,6 +203,10 @@ class _Run:
         # with one kernel less per layer. Other policies need live BatchNorms.
         folds = args.mode != "full" and args.bn == "eval"
         backbone = fold_batchnorm(model) if folds else model
+        if folds and on_gpu and args.precision == "bf16":
+            # A frozen copy may keep its weights in bf16: autocast then has no weight
+            # to cast in every forward (the copy is never trained or saved).
+            backbone = backbone.to(torch.bfloat16)
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.backbone = backbone.to(self.device, memory_format=self.memory_format)
         module = self.model if args.mode == "full" else self.model.fc
