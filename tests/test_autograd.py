@@ -247,3 +247,20 @@ def test_drift_guard_context_does_not_check_after_an_error_and_needs_something_f
         raise KeyError("inside")
     with pytest.raises(ValueError, match="nothing in this Linear is frozen"):
         DriftGuard(nn.Linear(2, 2))
+
+
+def test_metering_keeps_nothing_alive() -> None:
+    # cross-entropy saves one of its outputs: returned as is, the saved output would tie
+    # the graph to itself and keep the model alive (a ResNet34 per meter on the GPU)
+    import gc
+    import weakref
+
+    model = resfx.nn.Linear(8, 3)
+    x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    with SavedTensorMeter(exclude=model) as meter:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+    assert meter.bytes > 0  # no backward: a graph metered only must be freed as well
+    alive = weakref.ref(model), weakref.ref(meter)
+    del model, meter, loss
+    gc.collect()
+    assert [ref() for ref in alive] == [None, None]
