@@ -27,14 +27,24 @@ def _models(device: torch.device, channels_last: bool) -> dict[str, torch.nn.Mod
     }
 
 
-def _precisions(device: torch.device) -> list[str]:
-    return ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
-
-
 def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _model_and_input(
+    device: torch.device, batch: int, size: int, precision: str, implementation: str
+) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The model and a batch, both channels_last in bf16; skips bf16 off the GPU."""
+    if precision == "bf16" and device.type != "cuda":
+        pytest.skip("bf16 autocast + channels_last is measured on the GPU")
+    channels_last = precision == "bf16"
+    model = _models(device, channels_last)[implementation]
+    x = torch.randn(batch, 3, size, size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return model, x
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -42,13 +52,8 @@ def _autocast(device: torch.device, precision: str):
 def test_eval_forward(
     benchmark, record_median, bench_device, bench_batch, bench_size, precision, implementation
 ) -> None:
-    if precision not in _precisions(bench_device):
-        pytest.skip("bf16 autocast + channels_last is measured on the GPU")
-    channels_last = precision == "bf16"
-    model = _models(bench_device, channels_last)[implementation].eval()
-    x = torch.randn(bench_batch, 3, bench_size, bench_size, device=bench_device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    model, x = _model_and_input(bench_device, bench_batch, bench_size, precision, implementation)
+    model.eval()
     group = f"resnet34 eval forward {precision}"
     benchmark.group = group
 
@@ -65,14 +70,9 @@ def test_eval_forward(
 def test_train_step(
     benchmark, record_median, bench_device, bench_batch, bench_size, precision, implementation
 ) -> None:
-    if precision not in _precisions(bench_device):
-        pytest.skip("bf16 autocast + channels_last is measured on the GPU")
-    channels_last = precision == "bf16"
-    model = _models(bench_device, channels_last)[implementation].train()
+    model, x = _model_and_input(bench_device, bench_batch, bench_size, precision, implementation)
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.randn(bench_batch, 3, bench_size, bench_size, device=bench_device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
     target = torch.randint(0, 1000, (bench_batch,), device=bench_device)
     group = f"resnet34 train step {precision}"
     benchmark.group = group

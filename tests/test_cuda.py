@@ -8,7 +8,7 @@ import torchvision
 
 import resfx
 from conftest import randomise_resnet_state
-from resfx._fold import fold_batchnorm
+from resfx import fold_batchnorm
 from resfx.autograd import DriftGuard
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import resfx
 from conftest import randomise_resnet_state
-from resfx._fold import fold_batchnorm
+from resfx import fold_batchnorm
 from resfx.models import ResNet, ResNetConfig
 
 

@@ -15,6 +15,7 @@ from . import weights as weights
 from ._feature_extraction import (
     get_resnet_for_feature_extraction as get_resnet_for_feature_extraction,
 )
+from ._fold import fold_batchnorm as fold_batchnorm
 from ._freeze import BNPolicy as BNPolicy
 from ._freeze import OptimizerCheckError as OptimizerCheckError
 from ._freeze import OptimizerReport as OptimizerReport
@@ -51,6 +52,7 @@ __all__ = [
     "bn_policy",
     "check_gradient_flow",
     "check_optimizer",
+    "fold_batchnorm",
     "freeze",
     "freeze_to",
     "frozen",
