@@ -18,8 +18,7 @@ peak memory of the timed steps.
 import pytest
 import torch
 
-from resfx.bench import synchronized, time_step
-from resfx.bench._suite import STEP_MODES, BenchConfig, graph_cost, prepare_step
+from resfx.bench import STEP_MODES, BenchConfig, graph_cost, prepare_step, synchronized, time_step
 from resfx.models import STAGES
 
 STEP_GROUP = "resnet34 step by freezing"

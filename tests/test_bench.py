@@ -4,8 +4,16 @@ import json
 
 import pytest
 
-from resfx.bench._report import format_step_table, plot_steps, step_report, write_json
-from resfx.bench._suite import BenchConfig, StepResult, run_step_benchmarks, step_ratios
+from resfx.bench import (
+    BenchConfig,
+    StepResult,
+    format_step_table,
+    plot_steps,
+    run_step_benchmarks,
+    step_ratios,
+    step_report,
+    write_json,
+)
 
 TINY = {"batch_size": 2, "image_size": 32, "warmup": 0, "repeats": 1}
 

@@ -186,10 +186,17 @@ def _register_train(subcommands: Any) -> None:
 def _run_bench(namespace: argparse.Namespace) -> int:
     import torch
 
-    from .bench import machine_info
-    from .bench._job import format_job_table, run_job_benchmarks
-    from .bench._report import format_step_table, plot_steps, step_report, write_json
-    from .bench._suite import BenchConfig, run_step_benchmarks
+    from .bench import (
+        BenchConfig,
+        format_job_table,
+        format_step_table,
+        machine_info,
+        plot_steps,
+        run_job_benchmarks,
+        run_step_benchmarks,
+        step_report,
+        write_json,
+    )
 
     device = namespace.device
     if device == "auto":

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from .._sync import synchronize
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -47,17 +49,6 @@ class Timing:
     def peak_memory_mib(self) -> float | None:
         """Peak GPU memory in MiB, or `None` on the CPU."""
         return None if self.peak_memory_bytes is None else self.peak_memory_bytes / 2**20
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for queued GPU work on `device`; a no-op on the CPU.
-
-    Example:
-        >>> synchronize("cpu")
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def synchronized(step: Callable[[], Any], device: torch.device | str) -> Callable[[], Any]:

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write_bytes
 from ._suite import StepResult, results_as_dicts, step_ratios
 
 
@@ -60,8 +61,6 @@ def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         >>> write_json({"a": 1}, tempfile.mkdtemp() + "/r.json").name
         'r.json'
     """
-    from .._atomic import atomic_write_bytes
-
     path = Path(path)
     atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
     return path

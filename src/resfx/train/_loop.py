@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from .._feature_extraction import get_resnet_for_feature_extraction
 from .._fold import fold_batchnorm
 from .._freeze import parameter_groups, parameter_summary, unfreeze
+from .._sync import synchronize
 from .._typing import Labels
-from ..bench import synchronize
 from ..data import ImageSplit, epoch_order, iterate_batches, load_split
 from ..features import FeatureCache
 from ..models import ResNet

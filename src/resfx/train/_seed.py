@@ -9,8 +9,8 @@ import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .._sync import synchronize
 from .._weights import load_weights
-from ..bench import synchronize
 from ..data import SyntheticCIFAR10, get_cifar_subset, seed_transform
 from ._args import TrainingArgs
 from ._distributed import DistributedContext, resolve_device
