@@ -226,8 +226,9 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         f"{info['cpu_count']} CPUs; ResNet34, batch {batch}, {size}x{size}, "
         f"{config.repeats} timed steps after {config.warmup} warm-up"
     )
-    steps = run_step_benchmarks(config, progress=progress)
-    print(format_step_table(steps))
+    steps = [] if namespace.no_steps else run_step_benchmarks(config, progress=progress)
+    if steps:
+        print(format_step_table(steps))
     report: dict[str, Any] = {
         "machine": info,
         "config": dataclasses.asdict(config),
@@ -250,7 +251,7 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         print(format_job_table(jobs))
         report["job"] = {"args": job_args.to_dict(), "runs": [dataclasses.asdict(j) for j in jobs]}
     out = Path(namespace.out)
-    written = [write_json(report, out / "bench.json"), *plot_steps(steps, out)]
+    written = [write_json(report, out / "bench.json"), *(plot_steps(steps, out) if steps else [])]
     print("wrote: " + ", ".join(str(p) for p in written))
     return 0
 
@@ -295,6 +296,9 @@ def _register_bench(subcommands: Any) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per mode")
     parser.add_argument("--no-sweep", action="store_true", help="skip the freeze-depth sweep")
     parser.add_argument("--no-job", action="store_true", help="skip the end-to-end seed job")
+    parser.add_argument(
+        "--no-steps", action="store_true", help="skip the per-step modes (the job alone)"
+    )
     parser.add_argument(
         "--job-data",
         choices=("synthetic", "cifar10"),
