@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes, bit-exact resume after an interruption, refusal to resume the wrong run."""
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,13 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     torch.save({"fc.weight": torch.zeros(2)}, path)
     with pytest.raises(CheckpointError, match="is not a resfx training checkpoint"):
         load_checkpoint(path)
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path: Path) -> None:
+    from resfx._atomic import atomic_write_bytes
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = atomic_write_bytes(tmp_path / "report.json", b"{}")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

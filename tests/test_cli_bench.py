@@ -59,3 +59,14 @@ def test_summary_prints_the_frozen_and_trainable_parameters(capsys) -> None:
 def test_summary_explains_a_bad_weights_argument(capsys) -> None:
     assert main(["summary", "--weights", "IMAGENET1K_V9"]) == 1
     assert "neither a known name" in capsys.readouterr().err
+
+
+def test_bench_explains_bad_settings_before_measuring(tmp_path, capsys) -> None:
+    assert main(["bench", *TINY, "--job-trainset-size", "100000"]) == 2
+    assert "trainset_size must be between 1 and" in capsys.readouterr().err
+    assert main(["bench", "--device", "bogus", "--no-progress"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["bench", *TINY, "--out", str(blocker / "out")]) == 1
+    assert "cannot be written" in capsys.readouterr().err

@@ -40,6 +40,10 @@ def test_every_input_of_the_features_changes_the_key() -> None:
     assert _key(model, split, precision="bf16") != base
     assert _key(model, split, bn="batch") != base
     assert _key(_clone(model).train(), split) != base
+    # same dataset name, split and indices, other pixels (another synthetic seed)
+    assert _key(model, load_split("synthetic", "train", 6, seed=1)) != base
+    relabelled = ImageSplit(split.images, split.labels.flip(0), split.indices, "synthetic", "train")
+    assert _key(model, relabelled) != base
 
 
 def test_the_head_is_not_part_of_the_key() -> None:
@@ -131,3 +135,16 @@ def test_head_trained_on_cached_features_equals_the_uncached_frozen_path() -> No
     for name, tensor in cached.model.state_dict().items():
         if not name.startswith("fc."):
             assert torch.equal(tensor, untouched[name]), name
+
+
+def test_unreadable_disk_entry_is_a_miss_and_batch_dependent_features_are_refused(
+    tmp_path: Path,
+) -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 3)
+    cache = FeatureCache(tmp_path)
+    key = feature_key(model, split, image_size=32, precision="fp32", bn="eval")
+    cache.path_for(key).write_bytes(b"truncated")
+    assert cache.features(model, split, image_size=32).shape[0] == 3
+    assert cache.misses == 1
+    with pytest.raises(ValueError, match="BatchNorm layers in training mode"):
+        FeatureCache().features(_clone(model).train(), split, image_size=32)

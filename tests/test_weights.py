@@ -131,3 +131,11 @@ def test_read_checkpoint_rejects_files_without_a_state_dict(tmp_path: Path) -> N
         weights.read_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         weights.read_checkpoint(tmp_path / "missing.pth")
+
+
+def test_truncated_checkpoint_is_explained(tmp_path: Path) -> None:
+    for name in ("resnet34-b627a593.pth", "model.safetensors"):
+        path = tmp_path / name
+        path.write_bytes(b"\x80\x02 truncated download")
+        with pytest.raises(ValueError, match="could not be read as a checkpoint.*corrupt"):
+            weights.read_checkpoint(path)

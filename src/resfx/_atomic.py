@@ -22,6 +22,14 @@ def _replacing(path: Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        # On disk before the rename, so that a power loss cannot leave a renamed but
+        # empty file in place of the good one.
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -47,6 +47,12 @@ def fold_batchnorm(module: tnn.Module) -> tnn.Module:
     done in float64. The copy is in eval mode and its parameters are frozen; the
     original is untouched.
 
+    The pairing reads names, not the data flow: it is right for ResNet-style
+    modules where `bnN` normalises the output of `convN` (resfx's and
+    torchvision's ResNets, whose outputs the tests compare), and wrong for a
+    module where it does not (a pre-activation block, where `bn1` comes before
+    `conv1`). Check such a model's outputs against the unfolded one.
+
     Args:
         module: a model or backbone.
 

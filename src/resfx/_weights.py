@@ -218,7 +218,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file holds no state dict.
+        ValueError: the file cannot be read (truncated, corrupt) or holds no state dict.
 
     Example:
         >>> import tempfile, torch
@@ -229,11 +229,18 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch and safetensors raise many kinds for a damaged file
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(
+            f"{path} could not be read as a checkpoint ({type(error).__name__}: {first_line}); it is "
+            f"probably truncated or corrupt: delete it and download or copy it again"
+        ) from error
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, Mapping) and set(loaded) == {wrapper}:
             loaded = loaded[wrapper]

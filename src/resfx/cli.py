@@ -17,7 +17,6 @@ import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
-from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .data import DatasetUnavailableError
@@ -26,10 +25,13 @@ from .train import (
     HISTORY_NAME,
     PLOT_NAME,
     CheckpointError,
+    DistributedContext,
     NonFiniteLossError,
     OutputDirectoryError,
     TrainHistory,
     TrainingArgs,
+    prepare_output_dir,
+    resolve_device,
     train,
 )
 from .weights import CheckpointMismatchError, WeightsUnavailableError
@@ -198,15 +200,13 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         write_json,
     )
 
-    device = namespace.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    on_gpu = torch.device(device).type == "cuda"
     quick = namespace.quick
-    batch = namespace.batch_size or (64 if on_gpu else 8)
-    size = namespace.image_size or (224 if on_gpu else (32 if quick else 64))
-    precisions = tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",)))
     try:
+        device = str(resolve_device(namespace.device, DistributedContext(0, 1, 0)))
+        on_gpu = torch.device(device).type == "cuda"
+        batch = namespace.batch_size or (64 if on_gpu else 8)
+        size = namespace.image_size or (224 if on_gpu else (32 if quick else 64))
+        precisions = tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",)))
         config = BenchConfig(
             device=device,
             batch_size=batch,
@@ -216,9 +216,27 @@ def _run_bench(namespace: argparse.Namespace) -> int:
             warmup=namespace.warmup if namespace.warmup is not None else (1 if quick else 3),
             repeats=namespace.repeats if namespace.repeats is not None else (3 if quick else 10),
         )
-    except ValueError as error:
+        job_args = None
+        if not namespace.no_job:
+            job_args = TrainingArgs(
+                data=namespace.job_data,
+                weights=namespace.weights,
+                trainset_size=namespace.job_trainset_size or (512 if quick else 10_000),
+                testset_size=namespace.job_testset_size or (256 if quick else 1_000),
+                epochs=namespace.job_epochs or (1 if quick else 5),
+                batch_size=namespace.batch_size or 64,
+                image_size=namespace.image_size or (64 if quick else 224),
+                device=device,
+                num_workers=namespace.num_workers,
+            )
+    except (ValueError, RuntimeError) as error:  # torch.device raises RuntimeError on nonsense
         print(f"resfx bench: error: {error}", file=sys.stderr)
         return 2
+    try:
+        out = prepare_output_dir(namespace.out)  # before any measuring: fail early
+    except OutputDirectoryError as error:
+        print(f"resfx bench: error: {error}", file=sys.stderr)
+        return 1
     progress = not namespace.no_progress
     info = machine_info(device)
     print(
@@ -234,23 +252,11 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         "config": dataclasses.asdict(config),
         **step_report(steps),
     }
-    if not namespace.no_job:
-        job_args = TrainingArgs(
-            data=namespace.job_data,
-            weights=namespace.weights,
-            trainset_size=namespace.job_trainset_size or (512 if quick else 10_000),
-            testset_size=namespace.job_testset_size or (256 if quick else 1_000),
-            epochs=namespace.job_epochs or (1 if quick else 5),
-            batch_size=namespace.batch_size or 64,
-            image_size=namespace.image_size or (64 if quick else 224),
-            device=device,
-            num_workers=namespace.num_workers,
-        )
-        jobs = run_job_benchmarks(job_args, precisions=precisions, progress=progress)
+    if job_args is not None:
+        jobs = run_job_benchmarks(job_args, precisions=config.precisions, progress=progress)
         print()
         print(format_job_table(jobs))
         report["job"] = {"args": job_args.to_dict(), "runs": [dataclasses.asdict(j) for j in jobs]}
-    out = Path(namespace.out)
     written = [write_json(report, out / "bench.json"), *(plot_steps(steps, out) if steps else [])]
     print("wrote: " + ", ".join(str(p) for p in written))
     return 0

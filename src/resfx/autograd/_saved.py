@@ -23,6 +23,10 @@ class SavedTensorMeter:
     backward, and what freezing saves: ops whose inputs need no gradient save
     nothing. Measure one forward pass (and loss) per meter.
 
+    Autograd receives detached aliases of the saved tensors, so a graph built
+    inside a meter supports first-order `backward()` (as in training) but not
+    `create_graph=True` double backward through the saved values.
+
     Args:
         exclude: a module whose parameters and buffers are not counted (they
             exist whether or not autograd saves them).

@@ -3,8 +3,8 @@
 Caches keyed by names (the dataset's, the model's) go stale silently when the
 weights, the preprocessing or the subset change. This cache is keyed by
 content: a hash of every backbone parameter and buffer, the preprocessing
-description, the dataset, split and exact indices, the compute dtype and the
-BatchNorm policy and modes. Any change gives a different key.
+description, the dataset, split, exact indices and the images' own bytes, the
+compute dtype and the BatchNorm policy and modes. Any change gives a different key.
 """
 
 import hashlib
@@ -78,7 +78,9 @@ class FeatureKey:
         preprocessing: how images were turned into inputs.
         dataset: the dataset's name (`"cifar10"`, `"synthetic"`).
         split: `"train"` or `"test"`.
-        indices: SHA-256 of the example indices, in order.
+        content: SHA-256 of the example indices, the images' bytes and the labels, in
+            order (the same name and indices with other pixels, e.g. another
+            synthetic seed or another copy of CIFAR-10, give another key).
         count: number of examples.
         precision: `"fp32"` or `"bf16"`.
         bn: the BatchNorm policy name and each BatchNorm layer's mode.
@@ -94,7 +96,7 @@ class FeatureKey:
     preprocessing: str
     dataset: str
     split: str
-    indices: str
+    content: str
     count: int
     precision: str
     bn: str
@@ -137,14 +139,15 @@ def feature_key(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
-    indices = hashlib.sha256()
-    _update_with_tensor(indices, "indices", split.indices)
+    content = hashlib.sha256()
+    for name in ("indices", "images", "labels"):
+        _update_with_tensor(content, name, getattr(split, name))
     return FeatureKey(
         backbone=fingerprint_module(model, exclude_prefix="fc."),
         preprocessing=describe_preprocessing(image_size),
         dataset=split.dataset,
         split=split.split,
-        indices=indices.hexdigest(),
+        content=content.hexdigest(),
         count=len(split),
         precision=precision,
         bn=f"{bn}:{_batchnorm_modes(model)}",
@@ -246,8 +249,18 @@ class FeatureCache:
         path = self.path_for(key)
         if path is None or not path.is_file():
             return None
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        if stored.get("key") != asdict(key) or stored["features"].shape[0] != key.count:
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            # Any unreadable entry (truncated, foreign, another version's format; torch's
+            # safe unpickler raises several kinds) is a miss: recompute and overwrite it.
+            return None
+        if (
+            not isinstance(stored, dict)
+            or stored.get("key") != asdict(key)
+            or not isinstance(stored.get("features"), Tensor)
+            or stored["features"].shape[0] != key.count
+        ):
             return None
         return stored["features"]
 
@@ -307,6 +320,9 @@ class FeatureCache:
         Returns:
             float32 features `(len(split), d)` on the split's device.
 
+        Raises:
+            ValueError: a BatchNorm of `model` is in training mode.
+
         Example:
             >>> from resfx.models import ResNet, ResNetConfig
             >>> from resfx.data import load_split
@@ -317,6 +333,12 @@ class FeatureCache:
             >>> _ = cache.features(model, split, image_size=32); cache.hits
             1
         """
+        if "T" in _batchnorm_modes(model):
+            raise ValueError(
+                "the model has BatchNorm layers in training mode, so its features would depend "
+                "on the batch they are computed in (and could update running statistics): "
+                "freeze the backbone with bn='eval' or call model.eval() before caching"
+            )
         key = feature_key(model, split, image_size=image_size, precision=precision, bn=bn)
         found = self.get_or_compute(
             key,
