@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
 from typing import Any, Literal, Union, get_args, get_origin
 
+from . import __version__
 from .data import DatasetUnavailableError
 from .train import (
     CHECKPOINT_NAME,
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resfx", description="Feature extraction on ResNets, measured."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(subcommands)
