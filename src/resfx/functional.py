@@ -12,6 +12,7 @@ from ._functional import conv2d as conv2d
 from ._functional import global_avg_pool2d as global_avg_pool2d
 from ._functional import linear as linear
 from ._functional import max_pool2d as max_pool2d
+from ._functional import pad as pad
 from ._functional import relu as relu
 
-__all__ = ["batch_norm", "conv2d", "global_avg_pool2d", "linear", "max_pool2d", "relu"]
+__all__ = ["batch_norm", "conv2d", "global_avg_pool2d", "linear", "max_pool2d", "pad", "relu"]

@@ -29,6 +29,9 @@ class BatchNorm2d(nn.Module):
         affine: learn a per-channel scale `weight` and shift `bias`.
         track_running_stats: keep running statistics; without them eval mode
             also uses batch statistics.
+        device: where to create the parameters and buffers (`"meta"` allocates nothing).
+        dtype: the parameters' and running statistics' dtype.
+        bias: (keyword only, as in torch 2.14) learn the shift `bias` when `affine`.
 
     Raises:
         ValueError: `num_features` is not positive or `momentum` is outside [0, 1].
@@ -48,6 +51,10 @@ class BatchNorm2d(nn.Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if num_features < 1:
@@ -59,16 +66,19 @@ class BatchNorm2d(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features))
-            self.bias = nn.Parameter(torch.empty(num_features))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        factory = {"device": device, "dtype": dtype}
+        self.register_parameter(
+            "weight", nn.Parameter(torch.empty(num_features, **factory)) if affine else None
+        )
+        self.register_parameter(
+            "bias", nn.Parameter(torch.empty(num_features, **factory)) if affine and bias else None
+        )
         if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer(
+                "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+            )
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -93,8 +103,9 @@ class BatchNorm2d(nn.Module):
             >>> BatchNorm2d(2).reset_parameters()
         """
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             nn.init.ones_(self.weight)
+        if self.bias is not None:
             nn.init.zeros_(self.bias)
 
     def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h w"]:

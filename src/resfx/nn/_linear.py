@@ -17,6 +17,8 @@ class Linear(nn.Module):
         in_features: size of each input vector.
         out_features: size of each output vector.
         bias: learn an additive bias.
+        device: where to create the parameters (`"meta"` allocates nothing).
+        dtype: the parameters' dtype.
 
     Raises:
         ValueError: a size is not positive.
@@ -27,7 +29,14 @@ class Linear(nn.Module):
         torch.Size([4, 10])
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(
@@ -36,8 +45,11 @@ class Linear(nn.Module):
             )
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        self.register_parameter(
+            "bias", nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
