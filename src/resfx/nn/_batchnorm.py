@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .. import _functional as RF
-from ._switch import using_reference_ops
+from ._switch import _tracing, using_reference_ops
 
 
 class BatchNorm2d(nn.Module):
@@ -112,17 +112,19 @@ class BatchNorm2d(nn.Module):
         """Normalise `x` (and, in train mode with tracking, update the running statistics).
 
         Raises:
-            ValueError: `x` does not have `num_features` channels.
+            ValueError: `x` is not 4-D with `num_features` channels, or in train
+                mode holds one value per channel.
 
         Example:
             >>> import torch
             >>> BatchNorm2d(3).eval()(torch.zeros(1, 3, 2, 2)).abs().max().item()
             0.0
         """
-        if x.shape[1] != self.num_features:
+        if not _tracing(x) and (x.ndim != 4 or x.shape[1] != self.num_features):
+            hint = "; add a batch axis with x.unsqueeze(0)" if x.ndim == 3 else ""
             raise ValueError(
-                f"BatchNorm2d expected input of shape (b, {self.num_features}, h, w), "
-                f"got {tuple(x.shape)}"
+                f"BatchNorm2d expected 4-D input of shape (b, {self.num_features}, h, w), "
+                f"got {tuple(x.shape)}{hint}"
             )
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:

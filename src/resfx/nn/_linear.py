@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .. import _functional as RF
-from ._switch import using_reference_ops
+from ._switch import _tracing, using_reference_ops
 
 
 class Linear(nn.Module):
@@ -74,10 +74,8 @@ class Linear(nn.Module):
             >>> Linear(3, 2)(torch.randn(5, 3)).shape
             torch.Size([5, 2])
         """
-        if x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Linear expected input of shape (..., {self.in_features}), got {tuple(x.shape)}"
-            )
+        if not _tracing(x):
+            RF._check_linear_input(tuple(x.shape), self.in_features, "Linear")
         if using_reference_ops():
             return RF.linear(x, self.weight, self.bias)
         return torch.nn.functional.linear(x, self.weight, self.bias)
