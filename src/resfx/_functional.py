@@ -17,6 +17,7 @@ from jaxtyping import Float, Int, Shaped
 from torch import Tensor
 
 from ._pair import as_pair
+from ._typing import Size2d
 
 _PAD_MODES: tuple[str, ...] = ("constant", "reflect", "replicate", "circular")
 
@@ -134,7 +135,7 @@ def pad(
 
 
 def _conv2d_padding(
-    padding: str | int | tuple[int, int],
+    padding: str | Size2d,
     kernel_size: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int],
@@ -222,9 +223,9 @@ def conv2d(
     input: Float[Tensor, "*b c_in h w"],
     weight: Float[Tensor, "c_out c_group kh kw"],
     bias: Float[Tensor, " c_out"] | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: str | int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
+    stride: Size2d = 1,
+    padding: str | Size2d = 0,
+    dilation: Size2d = 1,
     groups: int = 1,
 ) -> Float[Tensor, "*b c_out h_out w_out"]:
     """2-D convolution (cross-correlation) by strided windows and `einsum`.
@@ -350,10 +351,10 @@ def _pool_windows(
 
 
 def _pool_arguments(
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None,
-    padding: int | tuple[int, int],
-    dilation: int | tuple[int, int] = 1,
+    kernel_size: Size2d,
+    stride: Size2d | None,
+    padding: Size2d,
+    dilation: Size2d = 1,
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Kernel, stride (the kernel when `None` or empty, as in torch), padding and dilation pairs."""
     kernel = as_pair(kernel_size, "kernel_size", minimum=1)
@@ -368,10 +369,10 @@ def _pool_arguments(
 
 def max_pool2d(
     input: Float[Tensor, "*b c h w"],
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
+    kernel_size: Size2d,
+    stride: Size2d | None = None,
+    padding: Size2d = 0,
+    dilation: Size2d = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
 ) -> (
@@ -432,9 +433,9 @@ def max_pool2d(
 
 def avg_pool2d(
     input: Float[Tensor, "*b c h w"],
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
+    kernel_size: Size2d,
+    stride: Size2d | None = None,
+    padding: Size2d = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
@@ -460,7 +461,7 @@ def avg_pool2d(
     Raises:
         ValueError: the input is not 3-D or 4-D with non-empty `c, h, w`, the
             padding is more than half the kernel, the output would be empty, or
-            `divisor_override` is not positive.
+            `divisor_override` is 0.
 
     Example:
         >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
@@ -469,8 +470,8 @@ def avg_pool2d(
         >>> avg_pool2d(x, 2, padding=1, count_include_pad=False).squeeze()[0].tolist()
         [0.0, 1.5, 3.0]
     """
-    if divisor_override is not None and divisor_override < 1:
-        raise ValueError(f"avg_pool2d: divisor_override must be >= 1, got {divisor_override}")
+    if divisor_override == 0:
+        raise ValueError("avg_pool2d: divisor_override must not be 0 (None divides by the count)")
     kernel, stride_hw, padding_hw, dilation = _pool_arguments(kernel_size, stride, padding)
     out_hw = _check_pool2d_input(
         tuple(input.shape), kernel, stride_hw, padding_hw, dilation, ceil_mode, "avg_pool2d"
@@ -488,7 +489,7 @@ def avg_pool2d(
 
 
 def _adaptive_sizes(
-    output_size: int | tuple[int | None, int | None] | None, name: str
+    output_size: int | Sequence[int | None] | None, name: str
 ) -> tuple[int | None, int | None]:
     """`output_size` as a pair; raise unless each entry is a non-negative int or `None`."""
     sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
@@ -509,7 +510,7 @@ def _adaptive_bounds(size: int, out: int, device: torch.device) -> tuple[Tensor,
 
 
 def adaptive_avg_pool2d(
-    input: Float[Tensor, "*b c h w"], output_size: int | tuple[int | None, int | None] | None
+    input: Float[Tensor, "*b c h w"], output_size: int | Sequence[int | None] | None
 ) -> Float[Tensor, "*b c h_out w_out"]:
     """Average over adaptive windows, so that the output has `output_size`, by summed-area tables.
 
@@ -552,7 +553,7 @@ def adaptive_avg_pool2d(
 
 
 def batch_norm(
-    input: Float[Tensor, "b c *spatial"],
+    input: Float[Tensor, "b c *spatial"] | Float[Tensor, " 0"],
     running_mean: Float[Tensor, " c"] | None,
     running_var: Float[Tensor, " c"] | None,
     weight: Float[Tensor, " c"] | None = None,
@@ -560,7 +561,7 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
-) -> Float[Tensor, "b c *spatial"]:
+) -> Float[Tensor, "b c *spatial"] | Float[Tensor, " 0"]:
     """Batch normalisation by explicit means and variances over every axis but the channels.
 
     In training, normalises with the batch mean and the biased batch variance,
@@ -572,7 +573,8 @@ def batch_norm(
     in their own dtype, as PyTorch's kernels do.
 
     Args:
-        input: `(b, c)`, `(b, c, l)`, `(b, c, h, w)` or `(b, c, d, h, w)`.
+        input: `(b, c)`, `(b, c, l)`, `(b, c, h, w)` or `(b, c, d, h, w)` (or, as
+            torch allows, an empty 1-D tensor).
         running_mean: per-channel running mean, updated in training, or `None`.
         running_var: per-channel running variance, updated in training, or `None`.
         weight: per-channel scale (gamma), or `None` for 1.
@@ -586,31 +588,32 @@ def batch_norm(
 
     Raises:
         ValueError: training with one value per channel, not training without
-            running statistics, an input of rank below 2, or statistics, weight or
-            bias without one value per channel.
+            running statistics, a non-empty input of rank below 2, or statistics,
+            weight or bias without one value per channel.
 
     Example:
         >>> x = torch.tensor([[[[1.0]], [[2.0]]], [[[3.0]], [[6.0]]]])
         >>> batch_norm(x, None, None, training=True, eps=0.0).flatten().tolist()
         [-1.0, -1.0, 1.0, 1.0]
     """
-    if input.ndim < 2:
+    if input.ndim < 2 and input.numel():
         raise ValueError(
             f"batch_norm expected input of shape (b, c, ...), got {tuple(input.shape)}"
         )
     stats = (running_mean, running_var, weight, bias)
+    channels = input.shape[1] if input.ndim > 1 else 0  # torch takes an empty 1-D input
     if not training and (running_mean is None or running_var is None):
         raise ValueError(
             "batch_norm: running_mean and running_var are required when training=False"
         )
     for name, t in zip(("running_mean", "running_var", "weight", "bias"), stats, strict=True):
-        if t is not None and t.shape != (input.shape[1],):
+        if t is not None and t.shape != (channels,):
             raise ValueError(
-                f"batch_norm: {name} should hold one value for each of the {input.shape[1]} "
+                f"batch_norm: {name} should hold one value for each of the {channels} "
                 f"channels of input {tuple(input.shape)}, got shape {tuple(t.shape)}"
             )
     axes = [0, *range(2, input.ndim)]
-    count = input.numel() // input.shape[1] if input.shape[1] else 0
+    count = input.numel() // channels if channels else 0
     if training and count == 1:
         raise ValueError(
             f"batch_norm: expected more than 1 value per channel when training, "

@@ -108,11 +108,11 @@ class BatchNorm2d(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h w"]:
-        """Normalise `x` (and, in train mode with tracking, update the running statistics).
+    def forward(self, input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h w"]:
+        """Normalise `input` (and, in train mode with tracking, update the running statistics).
 
         Raises:
-            ValueError: `x` is not 4-D with `num_features` channels, or in train
+            ValueError: `input` is not 4-D with `num_features` channels, or in train
                 mode holds one value per channel.
 
         Example:
@@ -120,11 +120,11 @@ class BatchNorm2d(nn.Module):
             >>> BatchNorm2d(3).eval()(torch.zeros(1, 3, 2, 2)).abs().max().item()
             0.0
         """
-        if not _tracing(x) and (x.ndim != 4 or x.shape[1] != self.num_features):
-            hint = "; add a batch axis with x.unsqueeze(0)" if x.ndim == 3 else ""
+        if not _tracing(input) and (input.ndim != 4 or input.shape[1] != self.num_features):
+            hint = "; add a batch axis with input.unsqueeze(0)" if input.ndim == 3 else ""
             raise ValueError(
                 f"BatchNorm2d expected 4-D input of shape (b, {self.num_features}, h, w), "
-                f"got {tuple(x.shape)}{hint}"
+                f"got {tuple(input.shape)}{hint}"
             )
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
@@ -135,7 +135,7 @@ class BatchNorm2d(nn.Module):
         keep_buffers = not self.training or self.track_running_stats
         op = RF.batch_norm if using_reference_ops() else torch.nn.functional.batch_norm
         return op(
-            x,
+            input,
             self.running_mean if keep_buffers else None,
             self.running_var if keep_buffers else None,
             self.weight,

@@ -1,10 +1,13 @@
 """Parameter-free layers: ReLU, max, average and adaptive pooling, global average pooling, Flatten."""
 
+from collections.abc import Sequence
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from .. import _functional as RF
+from .._typing import Size2d
 from ._switch import _tracing, using_reference_ops
 
 
@@ -26,8 +29,8 @@ class ReLU(nn.Module):
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
-        """Return `max(x, 0)`, as a new tensor unless `inplace`.
+    def forward(self, input: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+        """Return `max(input, 0)`, as a new tensor unless `inplace`.
 
         Example:
             >>> import torch
@@ -35,8 +38,8 @@ class ReLU(nn.Module):
             [0.0]
         """
         if using_reference_ops():
-            return RF.relu(x, self.inplace)
-        return torch.nn.functional.relu(x, self.inplace)
+            return RF.relu(input, self.inplace)
+        return torch.nn.functional.relu(input, self.inplace)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
@@ -67,10 +70,10 @@ class MaxPool2d(nn.Module):
 
     def __init__(
         self,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0,
-        dilation: int | tuple[int, int] = 1,
+        kernel_size: Size2d,
+        stride: Size2d | None = None,
+        padding: Size2d = 0,
+        dilation: Size2d = 1,
         return_indices: bool = False,
         ceil_mode: bool = False,
     ) -> None:
@@ -83,7 +86,7 @@ class MaxPool2d(nn.Module):
         self.ceil_mode = ceil_mode
 
     def forward(
-        self, x: Float[Tensor, "*b c h w"]
+        self, input: Float[Tensor, "*b c h w"]
     ) -> (
         Float[Tensor, "*b c h_out w_out"]
         | tuple[Float[Tensor, "*b c h_out w_out"], Int[Tensor, "*b c h_out w_out"]]
@@ -91,7 +94,7 @@ class MaxPool2d(nn.Module):
         """Take the maximum of each window (and, with `return_indices`, where it is).
 
         Raises:
-            ValueError: `x` is not `(b, c, h, w)` or `(c, h, w)` with non-empty
+            ValueError: `input` is not `(b, c, h, w)` or `(c, h, w)` with non-empty
                 `c, h, w`, or the output would be empty.
 
         Example:
@@ -100,10 +103,10 @@ class MaxPool2d(nn.Module):
             torch.Size([1, 1, 2, 2])
         """
         geometry = (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
-        if not _tracing(x):
-            RF._check_pool2d_input(tuple(x.shape), *geometry, "MaxPool2d")
+        if not _tracing(input):
+            RF._check_pool2d_input(tuple(input.shape), *geometry, "MaxPool2d")
         op = RF.max_pool2d if using_reference_ops() else torch.nn.functional.max_pool2d
-        return op(x, *geometry, self.return_indices)
+        return op(input, *geometry, self.return_indices)
 
     def extra_repr(self) -> str:
         return (
@@ -125,7 +128,7 @@ class AvgPool2d(nn.Module):
 
     Raises:
         ValueError: padding is more than half the kernel, a size is not
-            positive, or `divisor_override` is not positive.
+            positive, or `divisor_override` is 0.
 
     Example:
         >>> import torch
@@ -135,9 +138,9 @@ class AvgPool2d(nn.Module):
 
     def __init__(
         self,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0,
+        kernel_size: Size2d,
+        stride: Size2d | None = None,
+        padding: Size2d = 0,
         ceil_mode: bool = False,
         count_include_pad: bool = True,
         divisor_override: int | None = None,
@@ -147,17 +150,17 @@ class AvgPool2d(nn.Module):
             kernel_size, stride, padding
         )
         RF._check_pool_padding(self.kernel_size, self.padding, "AvgPool2d")
-        if divisor_override is not None and divisor_override < 1:
-            raise ValueError(f"AvgPool2d divisor_override must be >= 1, got {divisor_override}")
+        if divisor_override == 0:
+            raise ValueError("AvgPool2d divisor_override must not be 0 (None divides by the count)")
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
         self.divisor_override = divisor_override
 
-    def forward(self, x: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
+    def forward(self, input: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
         """Average each window.
 
         Raises:
-            ValueError: `x` is not `(b, c, h, w)` or `(c, h, w)` with non-empty
+            ValueError: `input` is not `(b, c, h, w)` or `(c, h, w)` with non-empty
                 `c, h, w`, or the output would be empty.
 
         Example:
@@ -165,9 +168,9 @@ class AvgPool2d(nn.Module):
             >>> AvgPool2d(2)(torch.arange(4.0).reshape(1, 2, 2)).tolist()
             [[[1.5]]]
         """
-        if not _tracing(x):
+        if not _tracing(input):
             RF._check_pool2d_input(
-                tuple(x.shape),
+                tuple(input.shape),
                 self.kernel_size,
                 self.stride,
                 self.padding,
@@ -177,7 +180,7 @@ class AvgPool2d(nn.Module):
             )
         op = RF.avg_pool2d if using_reference_ops() else torch.nn.functional.avg_pool2d
         return op(
-            x,
+            input,
             self.kernel_size,
             self.stride,
             self.padding,
@@ -206,30 +209,30 @@ class AdaptiveAvgPool2d(nn.Module):
         torch.Size([1, 8, 2, 5])
     """
 
-    def __init__(self, output_size: int | tuple[int | None, int | None] | None) -> None:
+    def __init__(self, output_size: int | Sequence[int | None] | None) -> None:
         super().__init__()
         RF._adaptive_sizes(output_size, "AdaptiveAvgPool2d")
         self.output_size = output_size
 
-    def forward(self, x: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
-        """Average adaptive windows of `x`.
+    def forward(self, input: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
+        """Average adaptive windows of `input`.
 
         Raises:
-            ValueError: `x` is not `(b, c, h, w)` or `(c, h, w)` with non-empty `c, h, w`.
+            ValueError: `input` is not `(b, c, h, w)` or `(c, h, w)` with non-empty `c, h, w`.
 
         Example:
             >>> import torch
             >>> AdaptiveAvgPool2d(1)(torch.ones(2, 3, 4, 4)).shape
             torch.Size([2, 3, 1, 1])
         """
-        if not _tracing(x):
-            RF._check_feature_maps(tuple(x.shape), "AdaptiveAvgPool2d")
+        if not _tracing(input):
+            RF._check_feature_maps(tuple(input.shape), "AdaptiveAvgPool2d")
         op = (
             RF.adaptive_avg_pool2d
             if using_reference_ops()
             else torch.nn.functional.adaptive_avg_pool2d
         )
-        return op(x, self.output_size)
+        return op(input, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -246,7 +249,7 @@ class GlobalAvgPool2d(nn.Module):
         torch.Size([2, 512])
     """
 
-    def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c"]:
+    def forward(self, input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c"]:
         """Return the spatial mean of every channel.
 
         Example:
@@ -255,8 +258,8 @@ class GlobalAvgPool2d(nn.Module):
             [[1.0, 1.0, 1.0]]
         """
         if using_reference_ops():
-            return RF.global_avg_pool2d(x)
-        return torch.mean(x, dim=(2, 3))
+            return RF.global_avg_pool2d(input)
+        return torch.mean(input, dim=(2, 3))
 
 
 class Flatten(nn.Module):
@@ -279,8 +282,8 @@ class Flatten(nn.Module):
         self.start_dim = start_dim
         self.end_dim = end_dim
 
-    def forward(self, x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
-        """Return `x` with the chosen axes merged.
+    def forward(self, input: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+        """Return `input` with the chosen axes merged.
 
         Raises:
             ValueError: the axes are out of range or in the wrong order.
@@ -290,15 +293,15 @@ class Flatten(nn.Module):
             >>> Flatten()(torch.ones(1, 2, 2)).shape
             torch.Size([1, 4])
         """
-        rank = x.ndim
+        rank = input.ndim
         start = self.start_dim + rank if self.start_dim < 0 else self.start_dim
         end = self.end_dim + rank if self.end_dim < 0 else self.end_dim
         if not 0 <= start <= end < rank:
             raise ValueError(
                 f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit an "
-                f"input of rank {rank} and shape {tuple(x.shape)}"
+                f"input of rank {rank} and shape {tuple(input.shape)}"
             )
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :])
+        return input.reshape(*input.shape[:start], -1, *input.shape[end + 1 :])
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
@@ -341,7 +344,7 @@ class Sequential(nn.Module):
     def __iter__(self):
         return iter(self._modules.values())
 
-    def forward(self, x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    def forward(self, input: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
         """Apply each module in turn.
 
         Example:
@@ -350,5 +353,5 @@ class Sequential(nn.Module):
             [1.0, 1.0]
         """
         for module in self._modules.values():
-            x = module(x)
-        return x
+            input = module(input)
+        return input

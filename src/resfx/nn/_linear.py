@@ -63,22 +63,22 @@ class Linear(nn.Module):
             bound = 1 / math.sqrt(self.in_features)
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
+    def forward(self, input: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         """Map each input vector.
 
         Raises:
-            ValueError: the last axis of `x` is not `in_features`.
+            ValueError: the last axis of `input` is not `in_features`.
 
         Example:
             >>> import torch
             >>> Linear(3, 2)(torch.randn(5, 3)).shape
             torch.Size([5, 2])
         """
-        if not _tracing(x):
-            RF._check_linear_input(tuple(x.shape), self.in_features, "Linear")
+        if not _tracing(input):
+            RF._check_linear_input(tuple(input.shape), self.in_features, "Linear")
         if using_reference_ops():
-            return RF.linear(x, self.weight, self.bias)
-        return torch.nn.functional.linear(x, self.weight, self.bias)
+            return RF.linear(input, self.weight, self.bias)
+        return torch.nn.functional.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (
