@@ -299,7 +299,7 @@ def test_op_samples(name: str, dtype: torch.dtype) -> None:
 
 def _table() -> str:
     rows = [
-        "| module / op | dtype | samples | passed | unsupported (why) |",
+        "| module / op | dtype | runs (samples x paths x modes) | passed | unsupported (why) |",
         "| --- | --- | --- | --- | --- |",
     ]
     for names, run in ((MODULES, module_tally), (OPS, op_tally)):
