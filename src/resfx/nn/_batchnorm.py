@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .. import _functional as RF
-from ._switch import using_reference_ops
+from ._switch import _tracing, using_reference_ops
 
 
 class BatchNorm2d(nn.Module):
@@ -29,6 +29,9 @@ class BatchNorm2d(nn.Module):
         affine: learn a per-channel scale `weight` and shift `bias`.
         track_running_stats: keep running statistics; without them eval mode
             also uses batch statistics.
+        device: where to create the parameters and buffers (`"meta"` allocates nothing).
+        dtype: the parameters' and running statistics' dtype.
+        bias: (keyword only, as in torch 2.14) learn the shift `bias` when `affine`.
 
     Raises:
         ValueError: `num_features` is not positive or `momentum` is outside [0, 1].
@@ -48,6 +51,10 @@ class BatchNorm2d(nn.Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if num_features < 1:
@@ -59,16 +66,19 @@ class BatchNorm2d(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features))
-            self.bias = nn.Parameter(torch.empty(num_features))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        factory = {"device": device, "dtype": dtype}
+        self.register_parameter(
+            "weight", nn.Parameter(torch.empty(num_features, **factory)) if affine else None
+        )
+        self.register_parameter(
+            "bias", nn.Parameter(torch.empty(num_features, **factory)) if affine and bias else None
+        )
         if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer(
+                "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+            )
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -93,25 +103,28 @@ class BatchNorm2d(nn.Module):
             >>> BatchNorm2d(2).reset_parameters()
         """
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             nn.init.ones_(self.weight)
+        if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h w"]:
-        """Normalise `x` (and, in train mode with tracking, update the running statistics).
+    def forward(self, input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h w"]:
+        """Normalise `input` (and, in train mode with tracking, update the running statistics).
 
         Raises:
-            ValueError: `x` does not have `num_features` channels.
+            ValueError: `input` is not 4-D with `num_features` channels, or in train
+                mode holds one value per channel.
 
         Example:
             >>> import torch
             >>> BatchNorm2d(3).eval()(torch.zeros(1, 3, 2, 2)).abs().max().item()
             0.0
         """
-        if x.shape[1] != self.num_features:
+        if not _tracing(input) and (input.ndim != 4 or input.shape[1] != self.num_features):
+            hint = "; add a batch axis with input.unsqueeze(0)" if input.ndim == 3 else ""
             raise ValueError(
-                f"BatchNorm2d expected input of shape (b, {self.num_features}, h, w), "
-                f"got {tuple(x.shape)}"
+                f"BatchNorm2d expected 4-D input of shape (b, {self.num_features}, h, w), "
+                f"got {tuple(input.shape)}{hint}"
             )
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
@@ -122,7 +135,7 @@ class BatchNorm2d(nn.Module):
         keep_buffers = not self.training or self.track_running_stats
         op = RF.batch_norm if using_reference_ops() else torch.nn.functional.batch_norm
         return op(
-            x,
+            input,
             self.running_mean if keep_buffers else None,
             self.running_var if keep_buffers else None,
             self.weight,

@@ -3,6 +3,9 @@
 import contextlib
 from collections.abc import Iterator
 
+import torch
+import torch.fx
+
 _reference = False
 
 
@@ -61,3 +64,9 @@ def reference_ops(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         set_reference_ops(previous)
+
+
+def _tracing(x: object) -> bool:
+    """Whether `x` is traced by torch.fx or torch.compile: the modules then skip their Python
+    input checks, which read concrete shapes (fx's proxies have none) and would add guards."""
+    return isinstance(x, torch.fx.Proxy) or torch.compiler.is_compiling()
