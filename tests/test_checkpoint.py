@@ -1,7 +1,10 @@
 """Checkpoints: atomic writes, bit-exact resume after an interruption, refusal to resume the wrong run."""
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +14,11 @@ import torch
 import resfx
 import resfx._atomic
 from resfx.train import (
+    LOCK_NAME,
     CheckpointError,
+    OutputDirectoryError,
     TrainingArgs,
+    claim_output_dir,
     load_checkpoint,
     save_checkpoint,
     train,
@@ -133,3 +139,79 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path: Path) -> None:
     path = atomic_write_bytes(tmp_path / "report.json", b"{}")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_resume_with_another_world_size_says_what_differs(tmp_path: Path) -> None:
+    args = tiny(output_dir=str(tmp_path), trainset_size=32, epochs=1)
+    train(args)
+    path = tmp_path / "checkpoint.pt"
+    saved = load_checkpoint(path)
+    saved.history["world_size"] = 2  # as `torchrun --nproc-per-node 2` writes it
+    save_checkpoint(saved, path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"written by 2 process\(es\) \(global batch 2 x 16 = 32\), this run has 1 "
+        r"\(global batch 16\): resume with torchrun --nproc-per-node 2",
+    ):
+        train(dataclasses.replace(args, epochs=2, resume=True))
+
+
+def test_damaged_checkpoints_are_refused_each_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(Checkpoint({}, {"w": torch.ones(3)}, {}, 1, 0, 4, {}, {}, ""), path)
+    whole = path.read_bytes()
+    for data, said in (
+        (b"", "is empty .0 bytes."),
+        (whole[: len(whole) // 2], "is damaged or not a torch file"),
+    ):
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError, match=said) as caught:
+            load_checkpoint(path)
+        assert "\n" not in str(caught.value) and "delete it" in str(caught.value)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        load_checkpoint(path)
+
+
+def test_a_run_folder_is_claimed_by_one_run_and_a_dead_runs_lock_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    claim = {"run_files": ("checkpoint.pt",), "resume": False, "overwrite": False}
+    with claim_output_dir(tmp_path, **claim):
+        lock = tmp_path / LOCK_NAME
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        in_use = f"in use by another resfx run .pid {os.getpid()}"
+        with pytest.raises(OutputDirectoryError, match=in_use), claim_output_dir(tmp_path, **claim):
+            pass
+    assert not lock.exists()
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": "h", "started": "then"}))
+    stale = f"held by pid {dead.pid} on host h, started then, which is no longer running"
+    with pytest.warns(UserWarning, match=stale), claim_output_dir(tmp_path, **claim):
+        pass
+    assert not lock.exists()
+
+
+def test_overwrite_replaces_only_resfx_files_and_the_summary_names_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resfx import cli
+    from test_cli import TINY_FLAGS
+
+    monkeypatch.chdir(tmp_path)
+    flags = [*TINY_FLAGS, "--epochs", "1", "--output-dir", "run"]
+    assert cli.main(flags) == 0
+    assert (
+        f"wrote: {tmp_path}/run/history.json, {tmp_path}/run/training.png"
+        in capsys.readouterr().out
+    )
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    stale = tmp_path / "run" / f".checkpoint.pt.{resfx._atomic.host_tag()}-{2**22 + 7}.ab.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    before = load_checkpoint(tmp_path / "run" / "checkpoint.pt").args
+    assert cli.main([*flags, "--seed", "1", "--overwrite"]) == 0
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").args["seed"] == 1 != before["seed"]
+    assert not stale.exists()

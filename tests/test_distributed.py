@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from resfx.train import TrainingArgs, train
@@ -74,3 +75,16 @@ def test_two_gloo_processes_agree_and_equal_one_process_on_the_union_batch(
         torch.testing.assert_close(
             ranks[0]["fc"][name], getattr(single.model.fc, name), rtol=1e-4, atol=1e-5
         )
+
+
+def test_a_gpu_index_beyond_the_machines_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resfx.train import DistributedContext, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    single = DistributedContext(0, 1, 0)
+    assert resolve_device("cuda:0", single) == torch.device("cuda", 0)
+    with pytest.raises(
+        ValueError, match=r"device='cuda:99' but this machine has 1 GPU \(cuda:0 to"
+    ):
+        resolve_device("cuda:99", single)

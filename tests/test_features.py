@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import resfx.features
 from resfx.data import ImageSplit, load_split
 from resfx.features import FeatureCache, compute_features, feature_key
 from resfx.models import ResNet, ResNetConfig
@@ -144,7 +145,67 @@ def test_unreadable_disk_entry_is_a_miss_and_batch_dependent_features_are_refuse
     cache = FeatureCache(tmp_path)
     key = feature_key(model, split, image_size=32, precision="fp32", bn="eval")
     cache.path_for(key).write_bytes(b"truncated")
-    assert cache.features(model, split, image_size=32).shape[0] == 3
+    with pytest.warns(UserWarning, match="cannot be read .*recomputing it"):
+        assert cache.features(model, split, image_size=32).shape[0] == 3
     assert cache.misses == 1
     with pytest.raises(ValueError, match="BatchNorm layers in training mode"):
         FeatureCache().features(_clone(model).train(), split, image_size=32)
+
+
+def _stored_entry(tmp_path: Path) -> tuple[ResNet, ImageSplit, Path, dict]:
+    model, split = _small_model(), load_split("synthetic", "test", 4)
+    FeatureCache(tmp_path).features(model, split, image_size=32)
+    (path,) = tmp_path.glob("*.pt")
+    return model, split, path, torch.load(path)
+
+
+def test_an_entry_with_flipped_bits_is_a_miss_with_a_warning(tmp_path: Path) -> None:
+    model, split, path, stored = _stored_entry(tmp_path)
+    data = bytearray(path.read_bytes())
+    raw = stored["features"].reshape(-1).view(torch.uint8).numpy().tobytes()
+    at = bytes(data).index(raw[:32])
+    data[at + 2] ^= 0x40  # torch.load does not check the zip's CRC: only the checksum notices
+    path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path)["features"], stored["features"])
+    cache = FeatureCache(tmp_path)
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        features = cache.features(model, split, image_size=32)
+    assert cache.misses == 1 and torch.equal(features, stored["features"])
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (lambda f: f[:, :-1], r"have shape \(4, 31\), the key says \(4, 32\)"),
+        (lambda f: f.reshape(4, 4, 8), r"have shape \(4, 4, 8\), the key says \(4, 32\)"),
+        (lambda f: f.double(), "are torch.float64, the key says float32"),
+        (lambda f: f.reshape(-1), r"have shape \(128,\)"),
+    ],
+)
+def test_an_entry_of_the_right_key_but_the_wrong_shape_dtype_or_rank_is_a_miss(
+    tmp_path: Path, change: object, said: str
+) -> None:
+    model, split, path, stored = _stored_entry(tmp_path)
+    features = change(stored["features"])
+    checksum = resfx.features.tensor_checksum(features)  # a consistent, wrong entry
+    torch.save({**stored, "features": features, "checksum": checksum}, path)
+    cache = FeatureCache(tmp_path)
+    with pytest.warns(UserWarning, match=said):
+        assert cache.features(model, split, image_size=32).shape == (4, 32)
+    assert cache.misses == 1
+
+
+def test_an_entry_path_that_is_a_folder_and_a_cache_folder_that_is_a_file_fall_back(
+    tmp_path: Path,
+) -> None:
+    model, split = _small_model(), load_split("synthetic", "test", 4)
+    key = feature_key(model, split, image_size=32, precision="fp32", bn="eval")
+    cache = FeatureCache(tmp_path / "cache")
+    cache.path_for(key).mkdir(parents=True)
+    with pytest.warns(UserWarning, match="could not be written .*memory only"):
+        assert cache.features(model, split, image_size=32).shape == (4, 32)
+    (tmp_path / "file").write_text("not a folder")
+    in_file = FeatureCache(tmp_path / "file")
+    with pytest.warns(UserWarning, match="file: cannot be written .*memory only"):
+        assert in_file.features(model, split, image_size=32).shape == (4, 32)
+    assert in_file.write is False and (tmp_path / "file").read_text() == "not a folder"

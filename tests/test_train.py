@@ -62,8 +62,8 @@ def test_defaults_are_the_seeds_job() -> None:
         ({"epochs": 0}, "epochs must be at least 1, got 0"),
         ({"n_classes": 1}, "n_classes must be at least 2, got 1"),
         ({"image_size": 0}, "image_size must be at least 1"),
-        ({"learning_rate": 0.0}, "learning_rate must be positive"),
-        ({"learning_rate": math.nan}, "learning_rate must be positive"),
+        ({"learning_rate": 0.0}, "learning_rate must be positive and finite"),
+        ({"learning_rate": math.nan}, "learning_rate must be positive and finite"),
         ({"trainset_size": 50_001}, "trainset_size must be between 1 and the train split's 50000"),
         ({"testset_size": 10_001}, "testset_size must be between 1 and the test split's 10000"),
         ({"testset_size": 0}, "testset_size must be between 1"),
@@ -75,10 +75,19 @@ def test_defaults_are_the_seeds_job() -> None:
         ({"precision": "fp16"}, "unknown precision 'fp16'; expected one of \\('fp32', 'bf16'\\)"),
         ({"bn": "frozen"}, "unknown bn 'frozen'"),
         ({"device": "gpu"}, "unknown device 'gpu'"),
-        ({"num_workers": -1}, "num_workers and checkpoint_every must be >= 0"),
+        ({"num_workers": -1}, "num_workers must be at least 0"),
         ({"mode": "cached", "bn": "batch"}, "mode='cached' needs bn='eval'"),
-        ({"resume": True}, "resume and checkpoint_every need output_dir"),
-        ({"checkpoint_every": 5}, "resume and checkpoint_every need output_dir"),
+        ({"resume": True}, "resume, overwrite and checkpoint_every need output_dir"),
+        ({"checkpoint_every": 5}, "resume, overwrite and checkpoint_every need output_dir"),
+        ({"learning_rate": math.inf}, "learning_rate must be positive and finite, got inf"),
+        ({"seed": 2**70}, "seed must be at most 9223372036854775807, got 1180591620717411303424"),
+        ({"seed": -1}, "seed must be at least 0, got -1"),
+        ({"image_size": 10**9}, "image_size must be at most 4096, got 1000000000"),
+        ({"batch_size": 10**6}, "batch_size must be at most 65536"),
+        ({"epochs": 10**7}, "epochs must be at most 1000000"),
+        ({"output_dir": ""}, "output_dir is empty; pass a path, or None"),
+        ({"feature_cache_dir": ""}, "feature_cache_dir is empty"),
+        ({"output_dir": "o", "resume": True, "overwrite": True}, "resume and overwrite exclude"),
     ],
 )
 def test_invalid_settings_are_rejected_with_the_value(
@@ -86,6 +95,27 @@ def test_invalid_settings_are_rejected_with_the_value(
 ) -> None:
     """Checked without typeguard: users see these messages, not the annotation's."""
     with pytest.raises(ValueError, match=message):
+        tiny(**changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 2.5}, "epochs must be an int, got float 2.5"),
+        ({"trainset_size": 10.5}, "trainset_size must be an int, got float 10.5"),
+        ({"n_classes": 10.0}, "n_classes must be an int, got float 10.0"),
+        ({"batch_size": "64"}, "batch_size must be an int, got str '64'"),
+        ({"epochs": True}, "epochs must be an int, got bool True"),
+        ({"learning_rate": "0.1"}, "learning_rate must be a number, got str"),
+        ({"weights": 123}, "weights must be a str or None, got int 123"),
+        ({"progress": "no"}, "progress must be True or False or None, got str 'no'"),
+        ({"download": 1}, "download must be True or False, got int 1"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_refused_not_converted(
+    changes: dict[str, object], message: str, no_shape_checks: None
+) -> None:
+    with pytest.raises(TypeError, match=message):
         tiny(**changes)
 
 

@@ -111,8 +111,8 @@ def test_mismatched_checkpoint_names_every_key(tmp_path: Path) -> None:
     with pytest.raises(weights.CheckpointMismatchError) as caught:
         weights.load_weights(model, path)
     message = str(caught.value)
-    assert "missing keys ['layer2.0.bn1.weight']" in message
-    assert "unexpected keys ['extra.weight']" in message
+    assert "missing keys ['layer2.0.bn1.weight'] (1 in all)" in message
+    assert "unexpected keys ['extra.weight'] (1 in all)" in message
     assert "fc.weight: checkpoint (7, 32), model (3, 32)" in message
     assert "get_resnet_for_feature_extraction" in message
 
@@ -127,7 +127,7 @@ def test_dataparallel_prefix_gets_a_hint() -> None:
 def test_read_checkpoint_rejects_files_without_a_state_dict(tmp_path: Path) -> None:
     path = tmp_path / "x.pth"
     torch.save([1, 2, 3], path)
-    with pytest.raises(ValueError, match="does not hold a state dict"):
+    with pytest.raises(ValueError, match="holds a list, not a state dict of tensors"):
         weights.read_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         weights.read_checkpoint(tmp_path / "missing.pth")
@@ -139,3 +139,69 @@ def test_truncated_checkpoint_is_explained(tmp_path: Path) -> None:
         path.write_bytes(b"\x80\x02 truncated download")
         with pytest.raises(ValueError, match="could not be read as a checkpoint.*corrupt"):
             weights.read_checkpoint(path)
+
+
+def test_a_training_checkpoint_is_unwrapped_saying_which_entry(tmp_path: Path) -> None:
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "last.ckpt"
+    state = {"epoch": 3, "state_dict": model.state_dict(), "optimizer": {"lr": 0.1}}
+    torch.save({**state, "state_dict_ema": model.state_dict()}, path)
+    with pytest.warns(UserWarning, match="using its 'state_dict' entry .other entries: epoch,"):
+        weights.load_weights(torch.nn.Linear(2, 2), path)
+    torch.save({"model_state_dict": model.state_dict(), "epoch": 1}, path)
+    with pytest.warns(UserWarning, match="'model_state_dict'"):
+        assert list(weights.read_checkpoint(path)) == ["weight", "bias"]
+
+
+def test_a_pickled_model_is_called_valid_and_how_to_resave_it_is_said(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pth"
+    torch.save(torch.nn.Linear(2, 2), path)
+    with pytest.raises(ValueError) as caught:
+        weights.read_checkpoint(path)
+    message = str(caught.value)
+    assert "is a valid torch file but holds a pickled torch.nn.modules.linear.Linear" in message
+    assert "torch.save(model.state_dict(), path)" in message and "corrupt" not in message
+
+
+def test_integer_tensors_are_refused_where_floats_are_expected(tmp_path: Path) -> None:
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "int.pth"
+    torch.save({k: (10 * v).to(torch.int64) for k, v in model.state_dict().items()}, path)
+    target = torch.nn.Linear(2, 2)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(weights.CheckpointMismatchError) as caught:
+        weights.load_weights(target, path)
+    assert "wrong dtypes [weight: checkpoint torch.int64, model torch.float32" in str(caught.value)
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+
+
+def test_mismatch_messages_are_short_with_the_hint_first() -> None:
+    model = ResNet(ResNetConfig(width=4))
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    with pytest.raises(weights.CheckpointMismatchError) as caught:
+        weights.check_state_dict(model, state)
+    message = str(caught.value)
+    assert message.index("Hint: every key starts with 'module.'") < message.index("missing keys")
+    assert f"({len(model.state_dict())} in all)" in message and len(message) < 1000
+    lightning = {f"model.{k}": v for k, v in model.state_dict().items()}
+    with pytest.raises(weights.CheckpointMismatchError, match="starts with 'model.'"):
+        weights.check_state_dict(model, lightning)
+
+
+def test_a_state_dict_object_loads_and_other_objects_get_a_type_error(
+    no_shape_checks: None,
+) -> None:
+    source = torch.nn.Linear(2, 2)
+    target = weights.load_weights(torch.nn.Linear(2, 2), source.state_dict())
+    assert torch.equal(target.weight, source.weight)
+    with pytest.raises(TypeError, match="pass .* or a state dict, got Linear; .*load_state_dict"):
+        weights.check_weights_source(source)
+
+
+def test_empty_and_folder_weights_files_get_one_line_each(tmp_path: Path) -> None:
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pth is empty .0 bytes"):
+        weights.read_checkpoint(tmp_path / "empty.pth")
+    (tmp_path / "folder.pth").mkdir()
+    with pytest.raises(ValueError, match="folder.pth is a folder, not a weights file"):
+        weights.read_checkpoint(tmp_path / "folder.pth")

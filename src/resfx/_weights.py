@@ -2,7 +2,9 @@
 
 import hashlib
 import os
+import re
 import urllib.error
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ class CheckpointMismatchError(ValueError):
         ...     check_state_dict(torch.nn.Linear(1, 1), {})
         ... except CheckpointMismatchError as error:
         ...     print(error)
-        checkpoint does not match Linear: missing keys ['weight', 'bias']
+        checkpoint does not match Linear: missing keys ['weight', 'bias'] (2 in all)
     """
 
 
@@ -204,11 +206,54 @@ def fetch_pretrained(name: str, *, progress: bool = True) -> Path:
     return target
 
 
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema", "ema")
+"""Keys under which training checkpoints (Lightning, timm, plain loops) keep the weights, in
+the order they are tried: the trained weights before their exponential moving average."""
+
+_SHOWN = 3
+"""How many keys of each kind a mismatch message names."""
+
+
+def _is_state_dict(value: object) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in value.items())
+    )
+
+
+def _unwrap(path: Path, loaded: object) -> dict[str, Tensor]:
+    """The state dict in `loaded`: itself, or the first of `_WRAPPERS` that holds one."""
+    if _is_state_dict(loaded):
+        return dict(loaded)  # type: ignore[call-overload]
+    if isinstance(loaded, Mapping):
+        for wrapper in _WRAPPERS:
+            if _is_state_dict(loaded.get(wrapper)):
+                others = sorted(str(k) for k in loaded if k != wrapper)
+                if others:  # a training checkpoint: say which of its entries is used
+                    warnings.warn(
+                        f"{path} is a training checkpoint; using its {wrapper!r} entry "
+                        f"(other entries: {', '.join(others[:8])})",
+                        stacklevel=4,
+                    )
+                return dict(loaded[wrapper])
+        kinds = sorted({type(v).__name__ for v in loaded.values()})
+        raise ValueError(
+            f"{path} holds a {type(loaded).__name__} of {', '.join(kinds) or 'nothing'} with keys "
+            f"{sorted(map(str, loaded))[:8]}, not a state dict of tensors (nor one under "
+            f"{', '.join(repr(w) for w in _WRAPPERS)})"
+        )
+    raise ValueError(f"{path} holds a {type(loaded).__name__}, not a state dict of tensors")
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """Read a state dict from a `.pth`/`.pt`/`.bin` (torch) or `.safetensors` (timm) file.
 
-    A torch file holding `{"state_dict": ...}` or `{"model": ...}` is unwrapped.
-    Torch files are read with `weights_only=True`: no code in them runs.
+    A training checkpoint (Lightning's or timm's `{"epoch", "state_dict",
+    "optimizer", ...}`, or `{"model": ...}`, `{"model_state_dict": ...}`, EMA
+    weights) is unwrapped, with a warning naming the entry used. Torch files are
+    read with `weights_only=True`: no code in them runs, so a whole pickled model
+    is refused, with how to re-save its weights.
 
     Args:
         path: the checkpoint file.
@@ -218,7 +263,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file cannot be read (truncated, corrupt) or holds no state dict.
+        ValueError: the file is a folder, empty, truncated or corrupt, holds a pickled
+            object other than tensors, or holds no state dict; the message says which.
 
     Example:
         >>> import tempfile, torch
@@ -227,8 +273,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         ['fc.bias']
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is a folder, not a weights file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): delete it and download or copy it again")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -237,86 +287,168 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch and safetensors raise many kinds for a damaged file
         first_line = (str(error).strip().splitlines() or [""])[0]
+        pickled = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if "Weights only load failed" in str(error) and pickled:
+            raise ValueError(
+                f"{path} is a valid torch file but holds a pickled {pickled[1]} object, not only "
+                f"tensors; resfx reads weights with weights_only=True so that no code in a file "
+                f"runs. If you trust the file, load it yourself (torch.load(path, "
+                f"weights_only=False)) and re-save its weights with "
+                f"torch.save(model.state_dict(), path)"
+            ) from error
         raise ValueError(
             f"{path} could not be read as a checkpoint ({type(error).__name__}: {first_line}); it is "
             f"probably truncated or corrupt: delete it and download or copy it again"
         ) from error
-    for wrapper in ("state_dict", "model"):
-        if isinstance(loaded, Mapping) and set(loaded) == {wrapper}:
-            loaded = loaded[wrapper]
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors (got {type(loaded)})")
-    return dict(loaded)
+    return _unwrap(path, loaded)
+
+
+def _some(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOWN])
+    return f"[{shown}{', ...' if len(items) > _SHOWN else ''}] ({len(items)} in all)"
+
+
+def _prefix_hint(missing: list[str], unexpected: list[str]) -> str | None:
+    """A hint when the unexpected keys are the missing ones under a common prefix."""
+    if not unexpected:
+        return None
+    first = unexpected[0]
+    for prefix in ("module.", "model.", "_orig_mod.", "backbone.", "encoder."):
+        if first.startswith(prefix) and all(k.startswith(prefix) for k in unexpected):
+            stripped = {k[len(prefix) :] for k in unexpected}
+            if set(missing) <= stripped:
+                return (
+                    f"every key starts with {prefix!r} (saved from a wrapper such as "
+                    f"DataParallel or a LightningModule): strip that prefix, e.g. "
+                    f"{{k.removeprefix({prefix!r}): v for k, v in state_dict.items()}}"
+                )
+    return None
 
 
 def check_state_dict(model: tnn.Module, state_dict: Mapping[str, Tensor]) -> None:
-    """Check every key and shape of a checkpoint against a model, before loading it.
+    """Check every key, shape and dtype of a checkpoint against a model, before loading it.
 
-    `num_batches_tracked` may be absent (old torchvision files lack it; it loads as 0).
+    `num_batches_tracked` may be absent (old torchvision files lack it; it loads
+    as 0). Integer tensors where the model has floating-point ones are refused:
+    `load_state_dict` would convert them silently.
 
     Args:
         model: the model the checkpoint is for.
         state_dict: the checkpoint's tensors.
 
     Raises:
-        CheckpointMismatchError: missing, unexpected or wrongly shaped keys, each named
-            with the shapes and a hint what to do.
+        CheckpointMismatchError: missing, unexpected, wrongly shaped or wrongly typed keys:
+            a hint first, then a count and the first few keys of each kind.
 
     Example:
         >>> import torch
         >>> check_state_dict(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 2)})
         Traceback (most recent call last):
         ...
-        resfx._weights.CheckpointMismatchError: ... missing keys ['bias']
+        resfx._weights.CheckpointMismatchError: ... missing keys ['bias'] (1 in all)
     """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
+    common = [k for k in expected if k in state_dict]
     wrong = [
         f"{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state_dict and state_dict[k].shape != expected[k].shape
+        for k in common
+        if state_dict[k].shape != expected[k].shape
     ]
-    if not (missing or unexpected or wrong):
+    not_float = [
+        f"{k}: checkpoint {state_dict[k].dtype}, model {expected[k].dtype}"
+        for k in common
+        if expected[k].is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    if not (missing or unexpected or wrong or not_float):
         return
-    parts = []
-    if missing:
-        parts.append(f"missing keys {missing}")
-    if unexpected:
-        parts.append(f"unexpected keys {unexpected}")
-    if wrong:
-        parts.append(f"wrong shapes [{'; '.join(wrong)}]")
     hints = []
-    if unexpected and all(k.startswith("module.") for k in unexpected):
-        hints.append("the keys start with 'module.' (saved from DataParallel): strip that prefix")
+    prefix = _prefix_hint(missing, unexpected)
+    if prefix:
+        hints.append(prefix)
     if any(k.startswith("fc.") for k in wrong):
         hints.append(
             "the classifier differs: load with the checkpoint's num_classes and replace the "
             "head, or use resfx.get_resnet_for_feature_extraction(n_classes)"
         )
-    message = f"checkpoint does not match {type(model).__name__}: " + "; ".join(parts)
+    if not_float:
+        hints.append(
+            "integer tensors where the model has floating-point parameters: the file holds "
+            "quantised or wrongly converted weights, which would load truncated"
+        )
+    parts = []
+    for label, keys in (
+        ("missing keys", [repr(k) for k in missing]),
+        ("unexpected keys", [repr(k) for k in unexpected]),
+        ("wrong shapes", wrong),
+        ("wrong dtypes", not_float),
+    ):
+        if keys:
+            parts.append(f"{label} {_some(keys)}")
+    message = f"checkpoint does not match {type(model).__name__}: "
     if hints:
-        message += ". Hint: " + "; ".join(hints)
-    raise CheckpointMismatchError(message)
+        message += "Hint: " + "; ".join(hints) + ". "
+    raise CheckpointMismatchError(message + "; ".join(parts))
+
+
+def check_weights_source(weights: str | os.PathLike[str] | Mapping[str, Tensor]) -> None:
+    """Check that `weights` names known pretrained weights or an existing file, without loading.
+
+    What `load_weights` checks first, for callers that want to fail before slow work.
+
+    Args:
+        weights: a key of `PRETRAINED`, a path, or a state dict.
+
+    Raises:
+        TypeError: `weights` is none of those types.
+        ValueError: an unknown name that is not a file either.
+
+    Example:
+        >>> check_weights_source("IMAGENET1K_V1")
+        >>> check_weights_source("IMAGENET1K_V9")
+        Traceback (most recent call last):
+        ...
+        ValueError: weights='IMAGENET1K_V9' is neither a known name (...) nor an existing .pth/.safetensors file
+    """
+    if isinstance(weights, Mapping):
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            f"weights: pass a name of PRETRAINED, a path, or a state dict, got "
+            f"{type(weights).__name__}; to load a model's weights use model.load_state_dict"
+        )
+    if isinstance(weights, str) and weights in PRETRAINED:
+        return
+    if not Path(weights).is_file():
+        raise ValueError(
+            f"weights={str(weights)!r} is neither a known name ({sorted(PRETRAINED)}) "
+            f"nor an existing .pth/.safetensors file"
+        )
 
 
 def load_weights(
-    model: tnn.Module, weights: str | os.PathLike[str], *, progress: bool = True
+    model: tnn.Module,
+    weights: str | os.PathLike[str] | Mapping[str, Tensor],
+    *,
+    progress: bool = True,
 ) -> tnn.Module:
-    """Load named pretrained weights or a checkpoint file into `model`, strictly.
+    """Load named pretrained weights, a checkpoint file or a state dict into `model`, strictly.
 
     Args:
         model: the model to fill (in place).
-        weights: a key of `PRETRAINED` (`"IMAGENET1K_V1"`, `"resnet34.tv_in1k"`)
-            or a path to a `.pth` / `.safetensors` file.
+        weights: a key of `PRETRAINED` (`"IMAGENET1K_V1"`, `"resnet34.tv_in1k"`),
+            a path to a `.pth` / `.safetensors` file, or a state dict already in memory.
         progress: show a download progress bar.
 
     Returns:
         `model`, for chaining.
 
     Raises:
-        ValueError: an unknown name that is not a file either.
-        CheckpointMismatchError: keys or shapes differ.
+        TypeError: `weights` is not a name, path or state dict.
+        ValueError: an unknown name that is not a file either, or a file that holds no
+            state dict (see `read_checkpoint`).
+        CheckpointMismatchError: keys, shapes or dtypes differ.
         WeightsUnavailableError: named weights not cached and not downloadable.
         ChecksumError: a downloaded file fails its hash check.
 
@@ -325,18 +457,15 @@ def load_weights(
         >>> p = tempfile.mkdtemp() + "/w.pth"
         >>> torch.save(resfx.nn.Linear(2, 3).state_dict(), p)
         >>> _ = load_weights(resfx.nn.Linear(2, 3), p)
+        >>> _ = load_weights(resfx.nn.Linear(2, 3), torch.load(p))  # a state dict works too
     """
-    is_name = isinstance(weights, str) and weights in PRETRAINED
-    if is_name:
-        path = fetch_pretrained(weights, progress=progress)
+    check_weights_source(weights)
+    if isinstance(weights, Mapping):
+        state_dict = _unwrap(Path("<the state dict passed>"), weights)
+    elif isinstance(weights, str) and weights in PRETRAINED:
+        state_dict = read_checkpoint(fetch_pretrained(weights, progress=progress))
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise ValueError(
-                f"weights={str(weights)!r} is neither a known name ({sorted(PRETRAINED)}) "
-                f"nor an existing .pth/.safetensors file"
-            )
-    state_dict = read_checkpoint(path)
+        state_dict = read_checkpoint(weights)
     check_state_dict(model, state_dict)
     model.load_state_dict(state_dict, strict=True)
     return model

@@ -12,11 +12,15 @@ Example:
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
+import traceback
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from . import __version__
@@ -25,31 +29,114 @@ from .train import (
     CHECKPOINT_NAME,
     HISTORY_NAME,
     PLOT_NAME,
-    CheckpointError,
     DistributedContext,
     NonFiniteLossError,
-    OutputDirectoryError,
     TrainHistory,
     TrainingArgs,
     prepare_output_dir,
     resolve_device,
     train,
 )
-from .weights import CheckpointMismatchError, WeightsUnavailableError
+from .weights import ChecksumError, WeightsUnavailableError
 
-__all__ = ["SUBCOMMANDS", "add_dataclass_flags", "build_parser", "format_summary", "main"]
+__all__ = [
+    "SUBCOMMANDS",
+    "add_dataclass_flags",
+    "build_parser",
+    "format_summary",
+    "main",
+    "ordinary_error_message",
+]
 
 _CLI_DEFAULTS: dict[str, Any] = {"output_dir": "runs/train"}
 """Where the command line differs from `TrainingArgs`: it always writes its results somewhere."""
 
-_RUN_ERRORS = (
-    DatasetUnavailableError,
-    OutputDirectoryError,
+_DEBUG_VARIABLE = "RESFX_DEBUG"
+
+_ORDINARY_ERRORS = (
+    ValueError,  # every validation error, CheckpointError, CheckpointMismatchError
+    OSError,  # files, folders, a full disk; OutputDirectoryError
     NonFiniteLossError,
-    CheckpointError,
-    CheckpointMismatchError,
+    DatasetUnavailableError,
     WeightsUnavailableError,
+    ChecksumError,
 )
+"""What a user's mistake or bad luck raises; anything else is a bug and keeps its traceback."""
+
+_TORCH_MESSAGES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("can't allocate memory", "out of memory", "OutOfMemoryError"),
+        "out of memory ({}); lower --batch-size or --image-size",
+    ),
+    (
+        ("unexpected pos", "PytorchStreamWriter failed"),
+        "a file could not be written, most likely no space left on the device ({}); free some "
+        "space or write elsewhere",
+    ),
+    (
+        ("invalid device ordinal",),
+        "no such GPU ({}); pick one of the GPUs torch.cuda.device_count() reports",
+    ),
+    (
+        ("no CUDA GPUs are available", "Found no NVIDIA driver"),
+        "CUDA is not usable on this machine ({}); use --device cpu",
+    ),
+)
+"""torch's RuntimeErrors with an ordinary cause: substrings of its message, and what to say."""
+
+_RESFX_ROOT = Path(__file__).resolve().parent
+
+
+def ordinary_error_message(error: BaseException) -> str | None:
+    """The one-line message for an ordinary failure, or `None` for a bug (keep its traceback).
+
+    Ordinary: validation and file errors (`ValueError`, `OSError`, resfx's own
+    error classes), a `TypeError` raised by resfx's own argument checks, memory
+    exhaustion, and the RuntimeErrors torch raises for a full disk, a missing GPU
+    or an allocation too large. Anything else (an `AssertionError`, an unknown
+    RuntimeError) is unexpected, and its traceback is what a bug report needs.
+
+    Args:
+        error: the exception.
+
+    Returns:
+        The message on one line, or `None`.
+
+    Example:
+        >>> ordinary_error_message(ValueError("epochs must be at least 1,   got 0"))
+        'epochs must be at least 1, got 0'
+        >>> ordinary_error_message(OSError(errno.ENOSPC, "No space left on device", "/d/c.pt"))
+        'No space left on device: /d/c.pt'
+        >>> ordinary_error_message(AssertionError("bug")) is None
+        True
+    """
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror + (f": {error.filename}" if error.filename else "")
+        if error.errno == errno.ENOSPC and "space" not in text.lower():
+            text = f"no space left on the device: {text}"
+    elif isinstance(error, (*_ORDINARY_ERRORS, MemoryError)) or (
+        isinstance(error, TypeError) and _raised_by_resfx(error)
+    ):
+        text = str(error) or type(error).__name__
+        if isinstance(error, MemoryError):
+            text = f"out of memory ({text}); lower --batch-size or --image-size"
+    elif isinstance(error, RuntimeError):
+        found = next(
+            (said for needles, said in _TORCH_MESSAGES if any(n in str(error) for n in needles)),
+            None,
+        )
+        if found is None:
+            return None
+        text = found.format(" ".join(str(error).split())[:300])
+    else:
+        return None
+    return " ".join(text.split())
+
+
+def _raised_by_resfx(error: BaseException) -> bool:
+    """Whether the innermost frame of the traceback is resfx's own code (an argument check)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_RESFX_ROOT)
 
 
 def _optional_text(value: str) -> str | None:
@@ -86,7 +173,9 @@ def add_dataclass_flags(
         if default is MISSING:
             raise TypeError(f"field {field.name} has no default; give one in `defaults`")
         flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata.get('help', '')} (default: {default})"
+        help_text = field.metadata.get("help", "")
+        if "default" not in help_text:
+            help_text = f"{help_text} (default: {default})"
         kind = field.type
         options = get_args(kind)
         optional = get_origin(kind) in (Union, types.UnionType) and type(None) in options
@@ -153,20 +242,15 @@ def _run_train(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -
     values = {field.name: getattr(namespace, field.name) for field in fields(TrainingArgs)}
     try:
         args = TrainingArgs(**values)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         parser.error(str(error))
-    try:
-        result = train(args)
-    except _RUN_ERRORS as error:
-        print(f"resfx train: error: {error}", file=sys.stderr)
-        return 1
+    result = train(args)
     # train() has left the process group by now; torchrun's RANK says who reports.
     if os.environ.get("RANK", "0") == "0":
         written = []
         if args.output_dir is not None:
-            written = [
-                f"{args.output_dir}/{name}" for name in (HISTORY_NAME, PLOT_NAME, CHECKPOINT_NAME)
-            ]
+            folder = Path(args.output_dir).resolve()
+            written = [str(folder / name) for name in (HISTORY_NAME, PLOT_NAME, CHECKPOINT_NAME)]
         print(format_summary(result.history, written))
     return 0
 
@@ -186,11 +270,60 @@ def _register_train(subcommands: Any) -> None:
     parser.set_defaults(handler=lambda namespace: _run_train(namespace, parser))
 
 
-def _run_bench(namespace: argparse.Namespace) -> int:
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum` (argparse then names the flag)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse says "invalid int value" for text that is no integer
+    return parse
+
+
+def _given_or(value: Any, default: Any) -> Any:
+    """`value` unless the flag was not given (`None`); 0 is a value, not a missing one."""
+    return default if value is None else value
+
+
+def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | None]:
+    """The step benchmarks' `BenchConfig` and the seed job's `TrainingArgs` (or `None`)."""
     import torch
 
+    from .bench import BenchConfig
+
+    quick = namespace.quick
+    device = str(resolve_device(namespace.device, DistributedContext(0, 1, 0)))
+    on_gpu = torch.device(device).type == "cuda"
+    config = BenchConfig(
+        device=device,
+        batch_size=_given_or(namespace.batch_size, 64 if on_gpu else 8),
+        image_size=_given_or(namespace.image_size, 224 if on_gpu else (32 if quick else 64)),
+        precisions=tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",))),
+        sweep=not namespace.no_sweep,
+        warmup=_given_or(namespace.warmup, 1 if quick else 3),
+        repeats=_given_or(namespace.repeats, 3 if quick else 10),
+    )
+    if namespace.no_job:
+        return config, None
+    job_args = TrainingArgs(
+        data=namespace.job_data,
+        weights=namespace.weights,
+        trainset_size=_given_or(namespace.job_trainset_size, 512 if quick else 10_000),
+        testset_size=_given_or(namespace.job_testset_size, 256 if quick else 1_000),
+        epochs=_given_or(namespace.job_epochs, 1 if quick else 5),
+        batch_size=_given_or(namespace.batch_size, 64),
+        image_size=_given_or(namespace.image_size, 64 if quick else 224),
+        device=device,
+        num_workers=namespace.num_workers,
+    )
+    return config, job_args
+
+
+def _run_bench(namespace: argparse.Namespace) -> int:
     from .bench import (
-        BenchConfig,
         format_job_table,
         format_step_table,
         machine_info,
@@ -201,48 +334,18 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         write_json,
     )
 
-    quick = namespace.quick
     try:
-        device = str(resolve_device(namespace.device, DistributedContext(0, 1, 0)))
-        on_gpu = torch.device(device).type == "cuda"
-        batch = namespace.batch_size or (64 if on_gpu else 8)
-        size = namespace.image_size or (224 if on_gpu else (32 if quick else 64))
-        precisions = tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",)))
-        config = BenchConfig(
-            device=device,
-            batch_size=batch,
-            image_size=size,
-            precisions=precisions,
-            sweep=not namespace.no_sweep,
-            warmup=namespace.warmup if namespace.warmup is not None else (1 if quick else 3),
-            repeats=namespace.repeats if namespace.repeats is not None else (3 if quick else 10),
-        )
-        job_args = None
-        if not namespace.no_job:
-            job_args = TrainingArgs(
-                data=namespace.job_data,
-                weights=namespace.weights,
-                trainset_size=namespace.job_trainset_size or (512 if quick else 10_000),
-                testset_size=namespace.job_testset_size or (256 if quick else 1_000),
-                epochs=namespace.job_epochs or (1 if quick else 5),
-                batch_size=namespace.batch_size or 64,
-                image_size=namespace.image_size or (64 if quick else 224),
-                device=device,
-                num_workers=namespace.num_workers,
-            )
-    except (ValueError, RuntimeError) as error:  # torch.device raises RuntimeError on nonsense
+        config, job_args = _bench_settings(namespace)
+    except (ValueError, TypeError, RuntimeError) as error:  # torch.device: RuntimeError
         print(f"resfx bench: error: {error}", file=sys.stderr)
         return 2
-    try:
-        out = prepare_output_dir(namespace.out)  # before any measuring: fail early
-    except OutputDirectoryError as error:
-        print(f"resfx bench: error: {error}", file=sys.stderr)
-        return 1
+    out = prepare_output_dir(namespace.out)  # before any measuring: fail early
     progress = not namespace.no_progress
-    info = machine_info(device)
+    info = machine_info(config.device)
+    size = config.image_size
     print(
-        f"resfx bench on {info['device_name']} ({device}), torch {info['torch']}, "
-        f"{info['cpu_count']} CPUs; ResNet34, batch {batch}, {size}x{size}, "
+        f"resfx bench on {info['device_name']} ({config.device}), torch {info['torch']}, "
+        f"{info['cpu_count']} CPUs; ResNet34, batch {config.batch_size}, {size}x{size}, "
         f"{config.repeats} timed steps after {config.warmup} warm-up"
     )
     steps = [] if namespace.no_steps else run_step_benchmarks(config, progress=progress)
@@ -278,13 +381,13 @@ def _register_bench(subcommands: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=_int_at_least(1),
         default=None,
         help="images per step (default 64 on a GPU, 8 on the CPU)",
     )
     parser.add_argument(
         "--image-size",
-        type=int,
+        type=_int_at_least(1),
         default=None,
         help="image side (default 224 on a GPU, 64 on the CPU, 32 with --quick)",
     )
@@ -299,8 +402,12 @@ def _register_bench(subcommands: Any) -> None:
         action="store_true",
         help="small sizes and few repeats: under a minute on 2 CPU cores",
     )
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per mode")
-    parser.add_argument("--repeats", type=int, default=None, help="timed steps per mode")
+    parser.add_argument(
+        "--warmup", type=_int_at_least(0), default=None, help="untimed steps per mode"
+    )
+    parser.add_argument(
+        "--repeats", type=_int_at_least(1), default=None, help="timed steps per mode"
+    )
     parser.add_argument("--no-sweep", action="store_true", help="skip the freeze-depth sweep")
     parser.add_argument("--no-job", action="store_true", help="skip the end-to-end seed job")
     parser.add_argument(
@@ -318,11 +425,14 @@ def _register_bench(subcommands: Any) -> None:
         default=None,
         help="backbone weights of the seed job (default none: random)",
     )
-    parser.add_argument("--job-trainset-size", type=int, default=None)
-    parser.add_argument("--job-testset-size", type=int, default=None)
-    parser.add_argument("--job-epochs", type=int, default=None)
+    parser.add_argument("--job-trainset-size", type=_int_at_least(1), default=None)
+    parser.add_argument("--job-testset-size", type=_int_at_least(1), default=None)
+    parser.add_argument("--job-epochs", type=_int_at_least(1), default=None)
     parser.add_argument(
-        "--num-workers", type=int, default=0, help="DataLoader workers of the seed's loop"
+        "--num-workers",
+        type=_int_at_least(0),
+        default=0,
+        help="DataLoader workers of the seed's loop",
     )
     parser.add_argument("--out", default=".", help="folder for bench.json and the charts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -334,11 +444,7 @@ def _run_summary(namespace: argparse.Namespace) -> int:
     from .models import resnet18, resnet34
 
     factory = resnet34 if namespace.model == "resnet34" else resnet18
-    try:
-        model = factory(weights=namespace.weights, num_classes=namespace.num_classes)
-    except (ValueError, CheckpointMismatchError, WeightsUnavailableError) as error:
-        print(f"resfx summary: error: {error}", file=sys.stderr)
-        return 1
+    model = factory(weights=namespace.weights, num_classes=namespace.num_classes)
     if namespace.freeze_to != "nothing":
         freeze_to(model, namespace.freeze_to, bn=namespace.bn)
     print(parameter_summary(model).table())
@@ -361,7 +467,7 @@ def _register_summary(subcommands: Any) -> None:
         default=None,
         help="IMAGENET1K_V1, resnet34.tv_in1k, a checkpoint path, or none",
     )
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--num-classes", type=_int_at_least(1), default=1000)
     parser.add_argument(
         "--freeze-to",
         choices=("nothing", *STAGES),
@@ -393,9 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resfx", description="Feature extraction on ResNets, measured."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    debug_help = f"show the full traceback of an error (also: {_DEBUG_VARIABLE}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(subcommands)
+    for subcommand in subcommands.choices.values():
+        # SUPPRESS: `resfx --debug train` keeps the top-level flag's value.
+        subcommand.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
+        )
     return parser
 
 
@@ -405,9 +518,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: the arguments after the program name; `None` reads `sys.argv`.
 
+    Every ordinary error (see `ordinary_error_message`) is printed on one line
+    as `resfx <command>: error: ...`; `--debug` or `RESFX_DEBUG=1` re-raises
+    it with its traceback instead. Warnings print as `resfx <command>: warning: ...`.
+
     Returns:
         The exit status: 0 on success, 1 when the run failed (the error is
-        printed), 2 for invalid arguments.
+        printed), 2 for invalid arguments, 130 when interrupted (Ctrl-C).
 
     Example:
         >>> main(["train", "--data", "synthetic", "--weights", "none", "--trainset-size", "16",
@@ -417,4 +534,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     namespace = build_parser().parse_args(argv)
-    return namespace.handler(namespace)
+    command = f"resfx {namespace.command}"
+    debug = namespace.debug or os.environ.get(_DEBUG_VARIABLE, "") not in ("", "0")
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_, **__: print(
+            f"{command}: warning: {message}", file=sys.stderr
+        )
+        try:
+            return namespace.handler(namespace)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print(f"{command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:
+            message = ordinary_error_message(error)
+            if message is None or debug:
+                raise
+            print(f"{command}: error: {message}", file=sys.stderr)
+            return 1

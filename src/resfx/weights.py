@@ -12,6 +12,7 @@ from ._weights import ChecksumError as ChecksumError
 from ._weights import PretrainedWeights as PretrainedWeights
 from ._weights import WeightsUnavailableError as WeightsUnavailableError
 from ._weights import check_state_dict as check_state_dict
+from ._weights import check_weights_source as check_weights_source
 from ._weights import fetch_pretrained as fetch_pretrained
 from ._weights import load_weights as load_weights
 from ._weights import read_checkpoint as read_checkpoint
@@ -25,6 +26,7 @@ __all__ = [
     "PretrainedWeights",
     "WeightsUnavailableError",
     "check_state_dict",
+    "check_weights_source",
     "fetch_pretrained",
     "load_weights",
     "read_checkpoint",

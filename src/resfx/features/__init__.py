@@ -15,6 +15,7 @@ from ._cache import FeatureKey as FeatureKey
 from ._cache import compute_features as compute_features
 from ._cache import feature_key as feature_key
 from ._cache import fingerprint_module as fingerprint_module
+from ._cache import tensor_checksum as tensor_checksum
 
 __all__ = [
     "PRECISIONS",
@@ -23,4 +24,5 @@ __all__ = [
     "compute_features",
     "feature_key",
     "fingerprint_module",
+    "tensor_checksum",
 ]

@@ -8,7 +8,11 @@ compute dtype and the BatchNorm policy and modes. Any change gives a different k
 """
 
 import hashlib
+import math
 import os
+import shutil
+import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +21,7 @@ import torch
 from torch import Tensor
 from torch import nn as tnn
 
-from .._atomic import atomic_torch_save
+from .._atomic import atomic_torch_save, remove_stale_temporaries
 from .._typing import Features
 from ..data import ImageSplit, describe_preprocessing, iterate_batches
 from ..models import ResNet
@@ -30,6 +34,45 @@ def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: Tensor) -> N
     flat = tensor.detach().reshape(-1).contiguous().cpu()
     digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
     digest.update(flat.view(torch.uint8).numpy().tobytes())
+
+
+def tensor_checksum(tree: object) -> str:
+    """SHA-256 over a nest of dicts, lists and tuples: every tensor's bytes and every plain value.
+
+    What a file's readers verify to know that what they loaded is what was
+    written (`torch.load` does not check the CRCs of its zip file). Lists and
+    tuples hash alike (a loader may return either).
+
+    Args:
+        tree: tensors, plain values (numbers, strings, `None`) and containers of them.
+
+    Returns:
+        The hex digest.
+
+    Example:
+        >>> import torch
+        >>> a = {"x": torch.zeros(2), "n": 3}
+        >>> tensor_checksum(a) == tensor_checksum({"x": torch.zeros(2), "n": 3})
+        True
+        >>> tensor_checksum(a) == tensor_checksum({"x": torch.tensor([0.0, 1e-45]), "n": 3})
+        False
+    """
+    digest = hashlib.sha256()
+
+    def visit(path: str, value: object) -> None:
+        if isinstance(value, Tensor):
+            _update_with_tensor(digest, path, value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{path}/{key!r}", item)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(f"{path}/{index}", item)
+        else:
+            digest.update(f"{path}={value!r};".encode())
+
+    visit("", tree)
+    return digest.hexdigest()
 
 
 def fingerprint_module(module: tnn.Module, *, exclude_prefix: str | None = None) -> str:
@@ -84,6 +127,9 @@ class FeatureKey:
         count: number of examples.
         precision: `"fp32"` or `"bf16"`.
         bn: the BatchNorm policy name and each BatchNorm layer's mode.
+        feature_shape: the shape of one example's features (`(512,)` for ResNet34);
+            `None` leaves it unchecked.
+        dtype: the features' dtype name (resfx computes `float32` features).
 
     Example:
         >>> fp32 = FeatureKey("ab", "none", "synthetic", "test", "cd", 3, "fp32", "eval")
@@ -100,6 +146,8 @@ class FeatureKey:
     count: int
     precision: str
     bn: str
+    feature_shape: tuple[int, ...] | None = None
+    dtype: str = "float32"
 
     def digest(self) -> str:
         """SHA-256 over all fields: the cache file's name.
@@ -151,6 +199,7 @@ def feature_key(
         count=len(split),
         precision=precision,
         bn=f"{bn}:{_batchnorm_modes(model)}",
+        feature_shape=(model.fc.in_features,),
     )
 
 
@@ -204,12 +253,40 @@ def compute_features(
     return torch.cat(chunks).clone()
 
 
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _misfit(key: FeatureKey, features: object) -> str | None:
+    """How `features` contradict `key` (type, dtype, rank, shape), or `None` if they fit."""
+    if not isinstance(features, Tensor):
+        return f"hold a {type(features).__name__}, not a tensor"
+    if str(features.dtype) != f"torch.{key.dtype}":
+        return f"are {features.dtype}, the key says {key.dtype}"
+    trailing = key.feature_shape
+    expected = (
+        f"({key.count}, {', '.join(map(str, trailing))})" if trailing else f"({key.count}, ...)"
+    )
+    rank_fits = features.ndim >= 2 if trailing is None else features.ndim == 1 + len(trailing)
+    if (
+        not rank_fits
+        or features.shape[0] != key.count
+        or (trailing is not None and tuple(features.shape[1:]) != tuple(trailing))
+    ):
+        return f"have shape {tuple(features.shape)}, the key says {expected}"
+    return None
+
+
 class FeatureCache:
     """Frozen-backbone features by content key, in memory and optionally on disk.
 
-    On disk each entry is `<directory>/<key digest>.pt` holding the features
-    and the full key, written atomically; a file whose stored key differs from
-    the requested one is recomputed, never reused.
+    On disk each entry is `<directory>/<key digest>.pt` holding the features,
+    the full key and the SHA-256 of the features, written atomically. An entry
+    is used only when its stored key equals the requested one and its features
+    have the key's row count, shape, rank and dtype and match their checksum;
+    anything else (a damaged, truncated or foreign file) is recomputed with a
+    warning, never reused. When the directory cannot take an entry (not a
+    folder, read-only, full: checked before computing) the cache warns once and
+    keeps features in memory only.
 
     Args:
         directory: where to keep features across runs; `None` keeps them in memory only.
@@ -234,6 +311,7 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self._memory: dict[str, Features] = {}
+        self._probed = False
 
     def path_for(self, key: FeatureKey) -> Path | None:
         """Where `key`'s features live on disk, or `None` for a memory-only cache.
@@ -251,18 +329,58 @@ class FeatureCache:
             return None
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
+        except Exception as error:
             # Any unreadable entry (truncated, foreign, another version's format; torch's
             # safe unpickler raises several kinds) is a miss: recompute and overwrite it.
+            warnings.warn(
+                f"feature cache entry {path} cannot be read ({type(error).__name__}); "
+                f"recomputing it",
+                stacklevel=4,
+            )
             return None
-        if (
-            not isinstance(stored, dict)
-            or stored.get("key") != asdict(key)
-            or not isinstance(stored.get("features"), Tensor)
-            or stored["features"].shape[0] != key.count
-        ):
+        if not isinstance(stored, dict) or stored.get("key") != asdict(key):
+            return None  # another version's entry under the same name
+        features = stored.get("features")
+        problem = _misfit(key, features)
+        if problem is None and stored.get("checksum") != tensor_checksum(features):
+            problem = "does not match its checksum (damaged on disk?)"
+        if problem is not None:
+            warnings.warn(f"feature cache entry {path} {problem}; recomputing it", stacklevel=4)
             return None
-        return stored["features"]
+        return features
+
+    def _fall_back_to_memory(self, reason: str) -> None:
+        if self.write:
+            warnings.warn(
+                f"feature cache {self.directory}: {reason}; this run keeps its features in "
+                f"memory only",
+                stacklevel=4,
+            )
+        self.write = False
+
+    def _check_room(self, key: FeatureKey) -> None:
+        """Before computing: can the directory take this entry? If not, fall back to memory."""
+        if self.directory is None or not self.write:
+            return
+        directory = self.directory
+        try:
+            if not self._probed:
+                directory.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=directory):
+                    pass
+                remove_stale_temporaries(directory)
+                self._probed = True
+            free = shutil.disk_usage(directory).free
+        except OSError as error:
+            self._fall_back_to_memory(f"cannot be written ({error.strerror or error})")
+            return
+        dims = math.prod(key.feature_shape) if key.feature_shape is not None else 0
+        needed = key.count * dims * torch.empty((), dtype=_DTYPES[key.dtype]).element_size()
+        if free < needed + 2**20:
+            self._fall_back_to_memory(
+                f"no space left ({free / 2**20:.1f} MiB free, an entry needs about "
+                f"{needed / 2**20:.1f} MiB)"
+            )
 
     def get_or_compute(self, key: FeatureKey, compute: Callable[[], Features]) -> Features:
         """Return the features stored under `key`, calling `compute()` only when there are none.
@@ -290,11 +408,22 @@ class FeatureCache:
             self._memory[digest] = found
             return found
         self.misses += 1
+        self._check_room(key)
         features = compute()
+        problem = _misfit(key, features)
+        if problem is not None:
+            raise ValueError(f"the computed features do not fit their key: they {problem}")
         self._memory[digest] = features
         path = self.path_for(key)
         if path is not None and self.write:
-            atomic_torch_save({"key": asdict(key), "features": features.cpu()}, path)
+            on_cpu = features.cpu()
+            entry = {"key": asdict(key), "features": on_cpu, "checksum": tensor_checksum(on_cpu)}
+            try:
+                atomic_torch_save(entry, path)
+            except OSError as error:
+                self._fall_back_to_memory(
+                    f"{path.name} could not be written ({error.strerror or error})"
+                )
         return features
 
     def features(

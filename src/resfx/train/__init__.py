@@ -26,18 +26,21 @@ from ._distributed import resolve_device as resolve_device
 from ._loop import HISTORY_NAME as HISTORY_NAME
 from ._loop import PLOT_NAME as PLOT_NAME
 from ._loop import NonFiniteLossError as NonFiniteLossError
-from ._loop import OutputDirectoryError as OutputDirectoryError
 from ._loop import build_model as build_model
 from ._loop import check_labels as check_labels
-from ._loop import prepare_output_dir as prepare_output_dir
 from ._loop import train as train
 from ._results import TrainHistory as TrainHistory
 from ._results import TrainResult as TrainResult
+from ._rundir import LOCK_NAME as LOCK_NAME
+from ._rundir import OutputDirectoryError as OutputDirectoryError
+from ._rundir import claim_output_dir as claim_output_dir
+from ._rundir import prepare_output_dir as prepare_output_dir
 from ._seed import seed_train as seed_train
 
 __all__ = [
     "CHECKPOINT_NAME",
     "HISTORY_NAME",
+    "LOCK_NAME",
     "PLOT_NAME",
     "RESUMABLE_CHANGES",
     "Checkpoint",
@@ -53,6 +56,7 @@ __all__ = [
     "TrainingArgs",
     "build_model",
     "check_labels",
+    "claim_output_dir",
     "init_distributed",
     "load_checkpoint",
     "prepare_output_dir",

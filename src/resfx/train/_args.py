@@ -1,8 +1,10 @@
 """The job's configuration: the seed's defaults, every choice named, every value checked up front."""
 
+import math
 import re
+import types
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Union, get_args, get_origin
 
 from .._freeze import BNPolicy
 from ..data import CIFAR10_SIZES
@@ -20,8 +22,42 @@ Precision = Literal["fp32", "bf16"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+_BOUNDS: dict[str, tuple[int, int]] = {
+    "batch_size": (1, 2**16),
+    "epochs": (1, 10**6),
+    "n_classes": (2, 10**6),
+    "image_size": (1, 4096),
+    "seed": (0, 2**63 - 1),  # torch.manual_seed takes up to 2**64 - 1; the sampler adds the epoch
+    "num_workers": (0, 1024),
+    "checkpoint_every": (0, 2**63 - 1),
+}
+"""Allowed range of each integer setting (trainset_size/testset_size: the split's size)."""
+
+_TYPE_NAMES = {bool: "True or False", int: "an int", float: "a number", str: "a str"}
+
+
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
+
+
+def _check_type(name: str, value: Any, kind: Any) -> None:
+    """Refuse a value of the wrong type: bools are not ints, floats are not ints, "64" is not 64."""
+    union = get_origin(kind) in (Union, types.UnionType)
+    options = get_args(kind) if union else (kind,)
+    if value is None and type(None) in options:
+        return
+    base = next(option for option in options if option is not type(None))
+    if get_origin(base) is Literal:
+        return  # the value itself is checked against the choices
+    if base is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif base is int:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, base)
+    if not fits:
+        expected = _TYPE_NAMES[base] + (" or None" if union else "")
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
 
 
 @dataclass(frozen=True)
@@ -55,10 +91,14 @@ class TrainingArgs:
         checkpoint_every: also save a checkpoint every this many steps (0: only
             at the end of each epoch); needs `output_dir`.
         resume: continue from `output_dir/checkpoint.pt` when it exists.
+        overwrite: replace the files of a run already in `output_dir` (its checkpoint,
+            history and plot; nothing else). Without `resume` or `overwrite` a folder
+            holding a run is refused.
         feature_cache_dir: keep `"cached"` mode's features on disk here, across runs.
         progress: show progress bars; `None` shows them when stderr is a terminal.
 
     Raises:
+        TypeError: a value has the wrong type (`epochs=2.5`, `batch_size="64"`, `progress="no"`).
         ValueError: a value is out of range or unknown; the message names it and what is allowed.
 
     Example:
@@ -111,6 +151,10 @@ class TrainingArgs:
     resume: bool = field(
         default=False, metadata=_help("continue from OUTPUT_DIR/checkpoint.pt if it exists")
     )
+    overwrite: bool = field(
+        default=False,
+        metadata=_help("replace the run already in OUTPUT_DIR (only resfx's own files)"),
+    )
     feature_cache_dir: str | None = field(
         default=None, metadata=_help("keep cached mode's features on disk here")
     )
@@ -119,17 +163,26 @@ class TrainingArgs:
     )
 
     def __post_init__(self) -> None:
-        for name, minimum in (
-            ("batch_size", 1),
-            ("epochs", 1),
-            ("n_classes", 2),
-            ("image_size", 1),
-        ):
+        for setting in fields(self):
+            _check_type(setting.name, getattr(self, setting.name), setting.type)
+        for name, (low, high) in _BOUNDS.items():
             value = getattr(self, name)
-            if value < minimum:
-                raise ValueError(f"{name} must be at least {minimum}, got {value}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            if value < low:
+                raise ValueError(f"{name} must be at least {low}, got {value}")
+            if value > high:
+                raise ValueError(f"{name} must be at most {high}, got {value}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
+        for name in ("output_dir", "feature_cache_dir", "weights"):
+            if getattr(self, name) == "":
+                raise ValueError(
+                    f"{name} is empty; pass a path, or None (none on the command line)"
+                )
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "resume and overwrite exclude each other: resume continues the run in "
+                "output_dir, overwrite replaces it; pass one"
+            )
         for name, allowed in (
             ("mode", Mode),
             ("data", Dataset),
@@ -149,19 +202,14 @@ class TrainingArgs:
                 )
         if not _DEVICE.match(self.device):
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu, cuda or cuda:N")
-        if self.num_workers < 0 or self.checkpoint_every < 0:
-            raise ValueError(
-                f"num_workers and checkpoint_every must be >= 0, got {self.num_workers} and "
-                f"{self.checkpoint_every}"
-            )
         if self.mode == "cached" and self.bn != "eval":
             raise ValueError(
                 f"mode='cached' needs bn='eval' (with bn={self.bn!r} a frozen feature depends on "
                 f"the other images in its batch, so it cannot be cached); use mode='head'"
             )
-        if (self.resume or self.checkpoint_every) and self.output_dir is None:
+        if (self.resume or self.overwrite or self.checkpoint_every) and self.output_dir is None:
             raise ValueError(
-                "resume and checkpoint_every need output_dir, where checkpoint.pt is kept"
+                "resume, overwrite and checkpoint_every need output_dir, where checkpoint.pt is kept"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,6 +246,7 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
         "epochs",
         "output_dir",
         "resume",
+        "overwrite",
         "progress",
         "num_workers",
         "checkpoint_every",

@@ -19,14 +19,14 @@ from torch import Tensor
 from torch import nn as tnn
 
 from .._atomic import atomic_torch_save
-from ..features import fingerprint_module
+from ..features import fingerprint_module, tensor_checksum
 from ._args import RESUMABLE_CHANGES, TrainingArgs
 from ._results import TrainHistory
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint inside `TrainingArgs.output_dir`."""
 
-_FORMAT = "resfx-checkpoint-1"
+_FORMAT = "resfx-checkpoint-2"  # 2: with the checksum of its contents
 
 
 class CheckpointError(ValueError):
@@ -144,12 +144,15 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Pat
         >>> load_checkpoint(save_checkpoint(c, tempfile.mkdtemp() + "/c.pt")).epoch
         0
     """
-    payload = {"format": _FORMAT, **checkpoint.__dict__}
+    contents = dict(checkpoint.__dict__)
+    payload = {"format": _FORMAT, **contents, "checksum": tensor_checksum(contents)}
     return atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint` (tensors and plain values only).
+    """Read a checkpoint written by `save_checkpoint`, verified against its stored checksum.
+
+    Only tensors and plain values are unpickled (`weights_only=True`).
 
     Args:
         path: the file.
@@ -159,7 +162,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
     Raises:
         FileNotFoundError: no file at `path`.
-        CheckpointError: the file is not a resfx checkpoint.
+        CheckpointError: `path` is a folder, the file is empty, truncated or otherwise
+            unreadable, is not a resfx checkpoint, or its contents do not match their
+            checksum; the message says which and what to do.
 
     Example:
         >>> load_checkpoint("/nonexistent.pt")
@@ -168,24 +173,56 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         FileNotFoundError: no checkpoint at /nonexistent.pt
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    remedy = "delete it to start the run over, or put back a good copy"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file; move it away")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {remedy}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zips, foreign pickles: torch raises many kinds
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a torch file and cannot be read "
+            f"({type(error).__name__}: {first_line}); {remedy}"
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a resfx training checkpoint ({_FORMAT})")
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"{path} is not a resfx training checkpoint of format {_FORMAT} (found {found!r}); "
+            f"{remedy}"
+        )
     del payload["format"]
+    stored = payload.pop("checksum", None)
+    if stored != tensor_checksum(payload):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its contents do not match the checksum written "
+            f"with them (a bad disk or copy?); {remedy}"
+        )
     return Checkpoint(**payload)
 
 
-def check_resumable(checkpoint: Checkpoint, args: TrainingArgs, model: tnn.Module) -> None:
-    """Check that `args` and `model` continue the run `checkpoint` comes from.
+def check_resumable(
+    checkpoint: Checkpoint, args: TrainingArgs, model: tnn.Module, *, world_size: int = 1
+) -> None:
+    """Check that `args`, `model` and the process count continue the run `checkpoint` comes from.
 
     Only the fields in `RESUMABLE_CHANGES` (epochs, output paths, device,
-    progress bars...) may differ, and the frozen parameters must be identical.
+    progress bars...) may differ, the frozen parameters must be identical, and
+    the number of processes too: it multiplies the global batch and decides
+    each process's share of every epoch.
+
+    Args:
+        checkpoint: the checkpoint to continue.
+        args: this run's settings.
+        model: this run's model, built from `args`.
+        world_size: this run's number of processes.
 
     Raises:
-        CheckpointError: a setting differs, or the frozen parameters do; the
-            message names them.
+        CheckpointError: a setting differs, the number of processes does, or the frozen
+            parameters do; the message names them.
 
     Example:
         >>> import torch
@@ -207,6 +244,15 @@ def check_resumable(checkpoint: Checkpoint, args: TrainingArgs, model: tnn.Modul
         raise CheckpointError(
             f"the checkpoint was made with different settings: {', '.join(differing)}; "
             f"start a new output_dir or pass the same values"
+        )
+    before = checkpoint.history.get("world_size", 1)
+    if before != world_size:
+        batch = args.batch_size
+        raise CheckpointError(
+            f"the checkpoint was written by {before} process(es) (global batch {before} x "
+            f"{batch} = {before * batch}), this run has {world_size} (global batch "
+            f"{world_size * batch}): resume with torchrun --nproc-per-node {before}"
+            f"{'' if before > 1 else ' or without torchrun'}, or start a new output_dir"
         )
     if checkpoint.frozen != frozen_fingerprint(model):
         raise CheckpointError(

@@ -59,6 +59,22 @@ class DistributedContext:
             self.owns_group = False
 
 
+_LAUNCH = (
+    "launch with torchrun --nproc-per-node N, which sets RANK, LOCAL_RANK, WORLD_SIZE, "
+    "MASTER_ADDR and MASTER_PORT (or unset WORLD_SIZE for one process)"
+)
+
+
+def _environment_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not an integer; {_LAUNCH}") from None
+
+
 def init_distributed(device: str) -> DistributedContext:
     """Join the process group `torchrun` describes in the environment, if there is one.
 
@@ -72,25 +88,37 @@ def init_distributed(device: str) -> DistributedContext:
         The context; rank 0 of 1 outside `torchrun`.
 
     Raises:
-        ValueError: the environment variables are inconsistent.
+        ValueError: the environment variables are inconsistent or incomplete (checked
+            before anything waits for other processes).
 
     Example:
         >>> init_distributed("cpu").world_size  # outside torchrun
         1
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = _environment_int("WORLD_SIZE", 1)
     if world_size <= 1:
         return DistributedContext(0, 1, 0)
-    rank = int(os.environ.get("RANK", "-1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    rank = _environment_int("RANK", -1)
+    local_rank = _environment_int("LOCAL_RANK", rank)
     if not 0 <= rank < world_size:
         raise ValueError(
-            f"WORLD_SIZE={world_size} but RANK={os.environ.get('RANK')!r}; launch with "
-            f"torchrun --nproc-per-node N, which sets RANK, LOCAL_RANK and WORLD_SIZE"
+            f"WORLD_SIZE={world_size} but RANK={os.environ.get('RANK')!r} (expected 0 to "
+            f"{world_size - 1}); {_LAUNCH}"
         )
     if dist.is_initialized():
         return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank)
+    unset = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if unset:
+        raise ValueError(
+            f"WORLD_SIZE={world_size} but {' and '.join(unset)} not set, so the processes "
+            f"cannot find each other; {_LAUNCH}"
+        )
     on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if on_cuda and not 0 <= local_rank < torch.cuda.device_count():
+        raise ValueError(
+            f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} GPUs; "
+            f"start at most that many processes per node"
+        )
     if on_cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if on_cuda else "gloo")
@@ -110,7 +138,7 @@ def resolve_device(spec: str, context: DistributedContext) -> torch.device:
         The device.
 
     Raises:
-        ValueError: CUDA was asked for but is not available.
+        ValueError: CUDA was asked for but is not available, or there is no GPU of that index.
 
     Example:
         >>> resolve_device("cpu", DistributedContext(0, 1, 0))
@@ -122,6 +150,16 @@ def resolve_device(spec: str, context: DistributedContext) -> torch.device:
         raise ValueError(
             f"device={spec!r} but CUDA is not available on this machine; use device='cpu' or 'auto'"
         )
-    if spec == "cuda":
-        return torch.device("cuda", context.local_rank if context.world_size > 1 else 0)
-    return torch.device(spec)
+    device = torch.device(spec)
+    if device.type == "cuda":
+        index = device.index
+        if index is None:
+            index = context.local_rank if context.world_size > 1 else 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ValueError(
+                f"device={spec!r} but this machine has {count} GPU{'s' if count != 1 else ''} "
+                f"(cuda:0 to cuda:{count - 1}); pick one of them"
+            )
+        return torch.device("cuda", index)
+    return device

@@ -9,9 +9,9 @@ Adam. `"cached"` mode goes further: the backbone runs once per image, not
 once per image per epoch.
 """
 
+import contextlib
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -29,6 +29,7 @@ from .._fold import fold_batchnorm
 from .._freeze import parameter_groups, parameter_summary, unfreeze
 from .._sync import synchronize
 from .._typing import Labels
+from .._weights import check_weights_source
 from ..data import ImageSplit, epoch_order, iterate_batches, load_split
 from ..features import FeatureCache
 from ..models import ResNet
@@ -49,6 +50,7 @@ from ._checkpoint import (
 )
 from ._distributed import DistributedContext, init_distributed, resolve_device
 from ._results import TrainHistory, TrainResult
+from ._rundir import OutputDirectoryError, check_checkpoint_space, claim_output_dir
 
 HISTORY_NAME = "history.json"
 """File name of the history JSON inside `TrainingArgs.output_dir`."""
@@ -67,48 +69,6 @@ class NonFiniteLossError(FloatingPointError):
         >>> issubclass(NonFiniteLossError, ArithmeticError)
         True
     """
-
-
-class OutputDirectoryError(OSError):
-    """The output directory cannot be created or written to.
-
-    Example:
-        >>> try:
-        ...     prepare_output_dir("/proc/resfx-run")
-        ... except OutputDirectoryError as error:
-        ...     print(str(error)[:40])
-        output_dir '/proc/resfx-run' cannot be w
-    """
-
-
-def prepare_output_dir(path: str | Path) -> Path:
-    """Create `path` if needed and prove it is writable, before any training time is spent.
-
-    Args:
-        path: the output directory.
-
-    Returns:
-        The directory as a `Path`.
-
-    Raises:
-        OutputDirectoryError: it cannot be created or written; the message says which and why.
-
-    Example:
-        >>> import tempfile
-        >>> prepare_output_dir(tempfile.mkdtemp() + "/run").is_dir()
-        True
-    """
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        raise OutputDirectoryError(
-            f"output_dir {str(path)!r} cannot be written ({error.strerror or error}); pass a "
-            f"folder you can write to (it is created if missing)"
-        ) from error
-    return path
 
 
 def build_model(args: TrainingArgs) -> ResNet:
@@ -184,12 +144,16 @@ class _LossLog:
 class _Run:
     """One training run's state; `train` builds it and calls `run`."""
 
-    def __init__(self, args: TrainingArgs, context: DistributedContext) -> None:
+    def __init__(
+        self, args: TrainingArgs, context: DistributedContext, output: Path | None
+    ) -> None:
         began = time.perf_counter()
         self.args = args
         self.context = context
         self.device = resolve_device(args.device, context)
-        self.output = None if args.output_dir is None else prepare_output_dir(args.output_dir)
+        if args.weights is not None:
+            check_weights_source(args.weights)  # a typo fails now, not after loading the data
+        self.output = output
         self.checkpoint_path = None if self.output is None else self.output / CHECKPOINT_NAME
         self.last_checkpoint: tuple[Path, int] | None = None
         self.train_split = self._load("train", args.trainset_size)
@@ -221,6 +185,8 @@ class _Run:
             lr=args.learning_rate,
             fused=on_gpu,
         )
+        if self.output is not None and context.is_main:
+            check_checkpoint_space(self.output, self.model)
         summary = parameter_summary(self.model)
         self.history = TrainHistory(
             mode=args.mode,
@@ -252,7 +218,7 @@ class _Run:
         if not (self.args.resume and self.checkpoint_path and self.checkpoint_path.is_file()):
             return
         checkpoint = load_checkpoint(self.checkpoint_path)
-        check_resumable(checkpoint, self.args, self.model)
+        check_resumable(checkpoint, self.args, self.model, world_size=self.context.world_size)
         if checkpoint.epoch > self.args.epochs:
             raise CheckpointError(
                 f"the checkpoint has {checkpoint.epoch} epochs done but epochs={self.args.epochs}; "
@@ -477,7 +443,8 @@ def train(args: TrainingArgs) -> TrainResult:
         `model`, timings; `loss_list, accuracy_list, model = train(args)` works.
 
     Raises:
-        OutputDirectoryError: `output_dir` cannot be written (checked first).
+        OutputDirectoryError: `output_dir` cannot be written, is in use by another run, or
+            holds an earlier run and neither `resume` nor `overwrite` is set (checked first).
         ValueError: labels outside `n_classes`, subset larger than the data, CUDA missing.
         resfx.data.DatasetUnavailableError: CIFAR-10 missing and not downloadable.
         CheckpointError: `resume` with a checkpoint from other settings.
@@ -494,6 +461,41 @@ def train(args: TrainingArgs) -> TrainResult:
     """
     context = init_distributed(args.device)
     try:
-        return _Run(args, context).run()
+        with _claimed_output(args, context) as output:
+            return _Run(args, context, output).run()
     finally:
         context.close()
+
+
+@contextlib.contextmanager
+def _claimed_output(args: TrainingArgs, context: DistributedContext) -> Iterator[Path | None]:
+    """Rank 0 claims `output_dir` for the run; every rank learns whether it could."""
+    if args.output_dir is None:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        failure: OutputDirectoryError | None = None
+        output = Path(args.output_dir).resolve()
+        if context.is_main:
+            try:
+                output = stack.enter_context(
+                    claim_output_dir(
+                        args.output_dir,
+                        run_files=(CHECKPOINT_NAME, HISTORY_NAME, PLOT_NAME),
+                        resume=args.resume,
+                        overwrite=args.overwrite,
+                    )
+                )
+            except OutputDirectoryError as error:
+                failure = error
+        if context.world_size > 1:
+            flag = torch.tensor(
+                [float(failure is not None)], device=resolve_device(args.device, context)
+            )
+            if context.all_reduce_sum(flag).item() and failure is None:
+                failure = OutputDirectoryError(
+                    f"rank 0 could not claim output_dir {str(output)!r}; its message says why"
+                )
+        if failure is not None:
+            raise failure
+        yield output

@@ -1,0 +1,214 @@
+"""The run folder: proved writable, claimed by one run at a time, never overwritten unasked.
+
+A run claims its `output_dir` with a lock file holding its pid, host and start
+time, locked with `flock` for as long as the run lives: the kernel drops that
+lock when the process dies, however it dies, so a lock file left by a killed run
+is recognised as stale and taken over (with a warning naming the dead run). A
+folder that already holds a run's files is only used with `resume` (continue it)
+or `overwrite` (replace resfx's own files in it, nothing else).
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from torch import nn as tnn
+
+from .._atomic import host_tag, remove_stale_temporaries
+
+LOCK_NAME = ".resfx-run.lock"
+"""File name of the run lock inside `TrainingArgs.output_dir`."""
+
+
+class OutputDirectoryError(OSError):
+    """The output directory cannot be created, written to, or used by this run.
+
+    Example:
+        >>> try:
+        ...     prepare_output_dir("/proc/resfx-run")
+        ... except OutputDirectoryError as error:
+        ...     print(str(error)[:40])
+        output_dir '/proc/resfx-run' cannot be w
+    """
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create `path` if needed and prove it is writable, before any training time is spent.
+
+    Args:
+        path: the output directory.
+
+    Returns:
+        The directory as an absolute `Path`.
+
+    Raises:
+        OutputDirectoryError: it is empty, cannot be created or written; the message says
+            which and why.
+
+    Example:
+        >>> import tempfile
+        >>> prepare_output_dir(tempfile.mkdtemp() + "/run").is_absolute()
+        True
+    """
+    if not str(path):
+        raise OutputDirectoryError(
+            "output_dir is empty; pass a folder (it is created if missing), or none to write nothing"
+        )
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise OutputDirectoryError(
+            f"output_dir {str(path)!r} cannot be written ({error.strerror or error}); pass a "
+            f"folder you can write to (it is created if missing)"
+        ) from error
+    return path.resolve()
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']} on host {holder['host']}, started {holder['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "a run whose lock file is unreadable"
+
+
+def _lock(path: Path) -> int:
+    """Open and `flock` the lock file, retrying if another run removed it meanwhile."""
+    lock = path / LOCK_NAME
+    while True:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(os.read(handle, 4096).decode(errors="replace"))
+            os.close(handle)
+            raise OutputDirectoryError(
+                f"output_dir {str(path)!r} is in use by another resfx run ({holder}); wait for "
+                f"it to finish or pass another output_dir"
+            ) from None
+        try:
+            same = os.fstat(handle).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
+        os.close(handle)  # the holder released and removed it between our open and flock
+
+
+@contextlib.contextmanager
+def claim_output_dir(
+    path: str | Path, *, run_files: Sequence[str], resume: bool, overwrite: bool
+) -> Iterator[Path]:
+    """Hold `path` for one run: locked, cleaned of dead writes, checked for an earlier run.
+
+    Args:
+        path: the output directory (created if missing).
+        run_files: names of the files a run writes there (checkpoint, history, plot).
+        resume: the run continues the one in the folder.
+        overwrite: the run replaces the files of the one in the folder (only `run_files`).
+
+    Yields:
+        The directory, absolute; the lock is released (and its file removed) on exit.
+
+    Raises:
+        OutputDirectoryError: another live run holds the folder, a run's files are there
+            and neither `resume` nor `overwrite` is set, or one of `run_files` is not a
+            file; the message says what to do.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with claim_output_dir(folder, run_files=["a.json"], resume=False, overwrite=False):
+        ...     _ = (Path(folder) / "a.json").write_text("{}")
+        >>> with claim_output_dir(folder, run_files=["a.json"], resume=False, overwrite=False):
+        ...     pass
+        Traceback (most recent call last):
+        ...
+        resfx.train._rundir.OutputDirectoryError: output_dir ... already holds a run (a.json); ...
+    """
+    path = prepare_output_dir(path)
+    handle = _lock(path)
+    lock = path / LOCK_NAME
+    try:
+        previous = os.read(handle, 4096).decode(errors="replace")
+        if previous:
+            warnings.warn(
+                f"output_dir {str(path)!r} was held by {_describe_holder(previous)}, which is "
+                f"no longer running (killed?); this run takes it over",
+                stacklevel=3,
+            )
+        record = {"pid": os.getpid(), "host": host_tag(), "started": time.strftime("%FT%TZ")}
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, json.dumps(record).encode(), 0)
+        remove_stale_temporaries(path, owned=run_files)
+        _check_previous_run(path, run_files, resume=resume, overwrite=overwrite)
+        yield path
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(handle)
+
+
+def _check_previous_run(
+    path: Path, run_files: Sequence[str], *, resume: bool, overwrite: bool
+) -> None:
+    present = [name for name in run_files if (path / name).exists()]
+    for name in present:
+        if not (path / name).is_file():
+            raise OutputDirectoryError(
+                f"{path / name} is not a file; resfx writes its {name} there: move it away or "
+                f"pass another output_dir"
+            )
+    if present and not (resume or overwrite):
+        raise OutputDirectoryError(
+            f"output_dir {str(path)!r} already holds a run ({', '.join(present)}); pass "
+            f"resume=True (--resume) to continue it, overwrite=True (--overwrite) to replace "
+            f"its files, or another output_dir"
+        )
+    if overwrite:
+        for name in present:
+            (path / name).unlink()
+
+
+def checkpoint_bytes(model: tnn.Module) -> int:
+    """About how many bytes a training checkpoint of `model` takes.
+
+    What trains (with Adam's two moments), every buffer, and a MiB for the
+    history and the generator states.
+
+    Example:
+        >>> import torch
+        >>> checkpoint_bytes(torch.nn.Linear(256, 256)) > 3 * 256 * 256 * 4
+        True
+    """
+    trains = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return 3 * trains + buffers + 2**20
+
+
+def check_checkpoint_space(folder: Path, model: tnn.Module) -> None:
+    """Check that `folder` has room for a checkpoint of `model`, before the first epoch.
+
+    Raises:
+        OutputDirectoryError: less free space than `checkpoint_bytes(model)`.
+
+    Example:
+        >>> import tempfile, torch
+        >>> check_checkpoint_space(Path(tempfile.mkdtemp()), torch.nn.Linear(2, 2))
+    """
+    needed, free = checkpoint_bytes(model), shutil.disk_usage(folder).free
+    if free < needed:
+        raise OutputDirectoryError(
+            f"no space left for a checkpoint in output_dir {str(folder)!r}: "
+            f"{free / 2**20:.1f} MiB free, a checkpoint needs about {needed / 2**20:.1f} MiB; "
+            f"free some space or pass another output_dir"
+        )
