@@ -303,9 +303,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return _unwrap(path, loaded)
 
 
-def _some(items: list[str]) -> str:
-    shown = ", ".join(items[:_SHOWN])
-    return f"[{shown}{', ...' if len(items) > _SHOWN else ''}] ({len(items)} in all)"
+def _some(items: list[str], separator: str = ", ") -> str:
+    shown = separator.join(items[:_SHOWN])
+    return f"[{shown}{separator + '...' if len(items) > _SHOWN else ''}] ({len(items)} in all)"
 
 
 def _prefix_hint(missing: list[str], unexpected: list[str]) -> str | None:
@@ -378,14 +378,14 @@ def check_state_dict(model: tnn.Module, state_dict: Mapping[str, Tensor]) -> Non
             "quantised or wrongly converted weights, which would load truncated"
         )
     parts = []
-    for label, keys in (
-        ("missing keys", [repr(k) for k in missing]),
-        ("unexpected keys", [repr(k) for k in unexpected]),
-        ("wrong shapes", wrong),
-        ("wrong dtypes", not_float),
+    for label, keys, separator in (
+        ("missing keys", [repr(k) for k in missing], ", "),
+        ("unexpected keys", [repr(k) for k in unexpected], ", "),
+        ("wrong shapes", wrong, "; "),  # the shapes hold commas
+        ("wrong dtypes", not_float, "; "),
     ):
         if keys:
-            parts.append(f"{label} {_some(keys)}")
+            parts.append(f"{label} {_some(keys, separator)}")
     message = f"checkpoint does not match {type(model).__name__}: "
     if hints:
         message += "Hint: " + "; ".join(hints) + ". "
