@@ -1,5 +1,7 @@
 """The reference ops against torch.nn.functional, by hand, and under gradcheck."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -108,37 +110,86 @@ def test_pad_by_hand() -> None:
 @st.composite
 def pool_cases(draw: st.DrawFn) -> dict:
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
     stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    batch = draw(st.sampled_from([(), (1,), (2,), (0,)]))
     return {
         "shape": (
+            *batch,
             draw(st.integers(1, 3)),
-            draw(st.integers(1, 3)),
-            draw(st.integers(kh, 9)),
-            draw(st.integers(kw, 9)),
+            draw(st.integers(dh * (kh - 1) + 1, 9)),
+            draw(st.integers(dw * (kw - 1) + 1, 9)),
         ),
         "kernel": (kh, kw),
         "stride": stride,
         "padding": (ph, pw),
+        "dilation": (dh, dw),
+        "ceil_mode": draw(st.booleans()),
         "seed": draw(st.integers(0, 2**16)),
     }
 
 
+def _assert_same_values_and_gradients(ours, theirs, x, generator) -> None:
+    torch.testing.assert_close(ours, theirs)
+    if ours.numel():
+        upstream = torch.randn(ours.shape, generator=generator, dtype=f64)
+        torch.testing.assert_close(
+            torch.autograd.grad(ours, x, upstream), torch.autograd.grad(theirs, x, upstream)
+        )
+
+
 @given(pool_cases())
-def test_max_pool2d_matches_torch_in_value_and_gradient(case: dict) -> None:
+def test_max_pool2d_matches_torch_in_value_indices_and_gradient(case: dict) -> None:
     g = torch.Generator().manual_seed(case["seed"])
     x = torch.randn(case["shape"], generator=g, dtype=f64, requires_grad=True)
-    ours = RF.max_pool2d(x, case["kernel"], case["stride"], case["padding"])
-    theirs = F.max_pool2d(x, case["kernel"], case["stride"], case["padding"])
-    torch.testing.assert_close(ours, theirs)
-    upstream = torch.randn(ours.shape, generator=g, dtype=f64)
-    torch.testing.assert_close(
-        torch.autograd.grad(ours, x, upstream), torch.autograd.grad(theirs, x, upstream)
-    )
+    args = (case["kernel"], case["stride"], case["padding"], case["dilation"], case["ceil_mode"])
+    ours, ours_indices = RF.max_pool2d(x, *args, return_indices=True)
+    theirs, theirs_indices = F.max_pool2d(x, *args, return_indices=True)
+    assert torch.equal(ours_indices, theirs_indices)
+    _assert_same_values_and_gradients(ours, theirs, x, g)
+
+
+@given(pool_cases(), st.booleans(), st.sampled_from([None, 1, 3]))
+def test_avg_pool2d_matches_torch_in_value_and_gradient(
+    case: dict, count_include_pad: bool, divisor_override: int | None
+) -> None:
+    g = torch.Generator().manual_seed(case["seed"])
+    x = torch.randn(case["shape"], generator=g, dtype=f64, requires_grad=True)
+    args = (case["kernel"], case["stride"], case["padding"], case["ceil_mode"])
+    args = (*args, count_include_pad, divisor_override)
+    _assert_same_values_and_gradients(RF.avg_pool2d(x, *args), F.avg_pool2d(x, *args), x, g)
 
 
 @given(
-    shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)),
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 9), st.integers(1, 9)),
+    output_size=st.one_of(
+        st.integers(0, 10), st.tuples(st.one_of(st.none(), st.integers(0, 10)), st.integers(1, 4))
+    ),
+    unbatched=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_adaptive_avg_pool2d_matches_torch_in_value_and_gradient(
+    shape: tuple, output_size, unbatched: bool, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape[1:] if unbatched else shape, generator=g, dtype=f64, requires_grad=True)
+    ours = RF.adaptive_avg_pool2d(x, output_size)
+    _assert_same_values_and_gradients(ours, F.adaptive_avg_pool2d(x, output_size), x, g)
+
+
+@given(
+    shape=st.one_of(
+        st.tuples(st.integers(1, 4), st.integers(1, 4)),
+        st.tuples(st.integers(0, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)),
+        st.tuples(
+            st.integers(1, 2),
+            st.integers(1, 2),
+            st.integers(1, 3),
+            st.integers(1, 3),
+            st.integers(1, 2),
+        ),
+    ),
     training=st.booleans(),
     affine=st.booleans(),
     momentum=st.floats(0.0, 1.0),
@@ -147,7 +198,7 @@ def test_max_pool2d_matches_torch_in_value_and_gradient(case: dict) -> None:
 def test_batch_norm_matches_torch(
     shape: tuple, training: bool, affine: bool, momentum: float, seed: int
 ) -> None:
-    if training and shape[0] * shape[2] * shape[3] < 2:
+    if training and 0 < math.prod(shape) // shape[1] < 2:
         shape = (2, *shape[1:])
     g = torch.Generator().manual_seed(seed)
     c = shape[1]
@@ -161,6 +212,8 @@ def test_batch_norm_matches_torch(
     theirs = F.batch_norm(x, *theirs_stats, weight, bias, training, momentum, 1e-5)
     torch.testing.assert_close(ours, theirs)
     torch.testing.assert_close(ours_stats, theirs_stats)
+    if not x.numel():
+        return
     inputs = [t for t in (x, weight, bias) if t is not None]
     upstream = torch.randn(shape, generator=g, dtype=f64)
     torch.testing.assert_close(
@@ -175,6 +228,7 @@ def test_linear_relu_and_pool_match_torch(batch: int, d_in: int, d_out: int, bia
     b = torch.randn(d_out, dtype=f64) if bias else None
     torch.testing.assert_close(RF.linear(x, weight, b), F.linear(x, weight, b))
     torch.testing.assert_close(RF.relu(x), F.relu(x))
+    torch.testing.assert_close(RF.linear(x[0], weight, b), F.linear(x[0], weight, b))
     maps = torch.randn(batch, d_in, d_out, 3, dtype=f64)
     torch.testing.assert_close(
         RF.global_avg_pool2d(maps), F.adaptive_avg_pool2d(maps, 1).flatten(1)

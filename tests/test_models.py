@@ -200,11 +200,12 @@ def test_each_architecture_names_its_own_weights_from_torchvisions_enums() -> No
 def test_resnet18_named_weights_fetch_resnet18s_file(monkeypatch: pytest.MonkeyPatch) -> None:
     fetched = []
 
-    def fake_load(model: torch.nn.Module, name: str, *, progress: bool) -> torch.nn.Module:
+    def fake_pretrained(config: ResNetConfig, name: str, progress: bool) -> ResNet:
         fetched.append(weights.PRETRAINED[name].file_name)
-        return model
+        with torch.device("meta"):
+            return ResNet(config)
 
-    monkeypatch.setattr("resfx.models._factory.load_weights", fake_load)
+    monkeypatch.setattr("resfx.models._factory._pretrained", fake_pretrained)
     models.resnet18(weights="IMAGENET1K_V1")
     models.resnet50(weights="DEFAULT")
     models.resnet50(weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V1)
@@ -235,7 +236,7 @@ def test_create_model_replaces_the_head_of_pretrained_weights(
     path = tmp_path / "resnet18.pth"
     torch.save(source.state_dict(), path)
     spec = weights.PRETRAINED["resnet18.IMAGENET1K_V1"]
-    monkeypatch.setattr("resfx._weights.fetch_pretrained", lambda name, progress: path)
+    monkeypatch.setattr("resfx.models._factory.fetch_pretrained", lambda name, progress: path)
     model = resfx.create_model("resnet18", weights="IMAGENET1K_V1", num_classes=10)
     assert spec.num_classes == 1000
     assert model.fc.out_features == 10 and model.config.num_classes == 10
@@ -282,3 +283,22 @@ def test_stage_names_are_data_on_the_model(small: ResNet, no_shape_checks: None)
         small.forward_stages(torch.randn(1, 3, 32, 32), ["layer5"])
     with pytest.raises(ValueError, match="distinct names from"):
         small.forward_stages(torch.randn(1, 3, 32, 32), ["stem", "stem"])
+
+
+def test_torchvisions_feature_extractor_gives_torchvisions_tensors(no_shape_checks: None) -> None:
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    theirs, ours = _twins("resnet50")
+    nodes = {"maxpool": "stem", "layer1": "layer1", "layer3": "layer3", "avgpool": "pooled"}
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = create_feature_extractor(theirs.eval(), nodes)(x)
+        got = create_feature_extractor(ours.eval(), nodes)(x)
+        stages = ours.forward_stages(x, ["stem", "layer1", "layer3", "pooled"])
+    assert list(got) == list(expected)
+    for name in nodes.values():
+        # resfx's avgpool returns (b, c); torchvision's AdaptiveAvgPool2d (b, c, 1, 1)
+        mine = got[name].reshape(expected[name].shape)
+        torch.testing.assert_close(mine, expected[name], atol=1e-5, rtol=1e-5, msg=name)
+    torch.testing.assert_close(stages["pooled"], expected["pooled"].flatten(1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(stages["layer3"], got["layer3"], atol=0, rtol=0)

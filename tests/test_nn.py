@@ -141,22 +141,70 @@ def test_batchnorm_module_matches_torch_over_steps(
 
 @given(
     reference=st.booleans(),
-    batch=st.integers(1, 3),
+    batch=st.sampled_from([(), (1,), (3,)]),
     k=st.integers(1, 4),
     stride=st.one_of(st.none(), st.integers(1, 3)),
+    dilation=st.integers(1, 2),
+    ceil_mode=st.booleans(),
+    count_include_pad=st.booleans(),
+    output_size=st.sampled_from([1, 2, 5, (3, None), (None, 1)]),
 )
-def test_parameter_free_modules_match_torch(reference, batch, k, stride):
-    x = torch.randn(batch, 2, 7, 6, dtype=f64)
+def test_parameter_free_modules_match_torch(
+    reference, batch, k, stride, dilation, ceil_mode, count_include_pad, output_size
+):
+    x = torch.randn(*batch, 2, 7, 6, dtype=f64)
+    pool = (k, stride, k // 2)
     pairs = [
         (nn.ReLU(), tnn.ReLU()),
-        (nn.MaxPool2d(k, stride, k // 2), tnn.MaxPool2d(k, stride, k // 2)),
-        (nn.GlobalAvgPool2d(), tnn.Sequential(tnn.AdaptiveAvgPool2d(1), tnn.Flatten())),
+        (
+            nn.MaxPool2d(*pool, dilation, ceil_mode=ceil_mode),
+            tnn.MaxPool2d(*pool, dilation, ceil_mode=ceil_mode),
+        ),
+        (
+            nn.AvgPool2d(*pool, ceil_mode, count_include_pad),
+            tnn.AvgPool2d(*pool, ceil_mode, count_include_pad),
+        ),
+        (nn.AdaptiveAvgPool2d(output_size), tnn.AdaptiveAvgPool2d(output_size)),
         (nn.Flatten(), tnn.Flatten()),
-        (nn.Flatten(0, 2), tnn.Flatten(0, 2)),
+        (nn.Flatten(0, 1), tnn.Flatten(0, 1)),
         (nn.Sequential(nn.ReLU(), nn.Flatten()), tnn.Sequential(tnn.ReLU(), tnn.Flatten())),
     ]
+    if batch:
+        pairs.append(
+            (nn.GlobalAvgPool2d(), tnn.Sequential(tnn.AdaptiveAvgPool2d(1), tnn.Flatten()))
+        )
     for ours, theirs in pairs:
         _compare(ours, theirs, x, reference=reference)
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_max_pool_indices_and_ties_match_torch(reference: bool) -> None:
+    x = torch.tensor([[[3.0, 3.0, 1.0], [3.0, 2.0, 0.0], [5.0, 5.0, 5.0]]], dtype=f64)
+    ours, theirs = nn.MaxPool2d(2, 1, return_indices=True), tnn.MaxPool2d(2, 1, return_indices=True)
+    x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with nn.reference_ops(reference):
+        values, indices = ours(x_ours)
+    expected_values, expected_indices = theirs(x_theirs)
+    assert torch.equal(values, expected_values) and torch.equal(indices, expected_indices)
+    # ties send the gradient to the first maximum of each window, as torch's kernel does
+    values.sum().backward()
+    expected_values.sum().backward()
+    assert torch.equal(x_ours.grad, x_theirs.grad)
+    assert indices.tolist() == [[[0, 1], [6, 7]]]
+
+
+def test_relu_in_place_matches_torch() -> None:
+    for reference in (False, True):
+        x, expected = (
+            torch.tensor([-1.0, 2.0, float("nan")]),
+            torch.tensor([-1.0, 2.0, float("nan")]),
+        )
+        with nn.reference_ops(reference):
+            out = nn.ReLU(inplace=True)(x)
+        tnn.ReLU(inplace=True)(expected)
+        assert out is x
+        torch.testing.assert_close(x, expected, equal_nan=True)
+    assert repr(nn.ReLU(inplace=True)) == repr(tnn.ReLU(inplace=True))
 
 
 def test_linear_module_matches_torch_on_leading_axes() -> None:
@@ -211,7 +259,7 @@ def test_modules_reject_bad_configuration_and_input(no_shape_checks: None) -> No
         nn.Conv2d(3, 4, 1, padding_mode="mirror")
     with pytest.raises(ValueError, match="padding='same' needs stride 1"):
         nn.Conv2d(3, 4, 3, stride=2, padding="same")
-    with pytest.raises(ValueError, match=r"BatchNorm2d expected input of shape \(b, 2, h, w\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm2d expected 4-D input of shape \(b, 2, h, w\)"):
         nn.BatchNorm2d(2)(torch.randn(2, 3, 2, 2))
     with pytest.raises(ValueError, match="momentum must be in"):
         nn.BatchNorm2d(2, momentum=1.5)

@@ -13,10 +13,11 @@ from typing import Literal
 
 import torch
 from einops import einsum, rearrange, reduce
-from jaxtyping import Float, Shaped
+from jaxtyping import Float, Int, Shaped
 from torch import Tensor
 
 from ._pair import as_pair
+from ._typing import Size2d
 
 _PAD_MODES: tuple[str, ...] = ("constant", "reflect", "replicate", "circular")
 
@@ -134,7 +135,7 @@ def pad(
 
 
 def _conv2d_padding(
-    padding: str | int | tuple[int, int],
+    padding: str | Size2d,
     kernel_size: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int],
@@ -222,9 +223,9 @@ def conv2d(
     input: Float[Tensor, "*b c_in h w"],
     weight: Float[Tensor, "c_out c_group kh kw"],
     bias: Float[Tensor, " c_out"] | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: str | int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
+    stride: Size2d = 1,
+    padding: str | Size2d = 0,
+    dilation: Size2d = 1,
     groups: int = 1,
 ) -> Float[Tensor, "*b c_out h_out w_out"]:
     """2-D convolution (cross-correlation) by strided windows and `einsum`.
@@ -270,54 +271,289 @@ def conv2d(
     )
     out = rearrange(out, "b g c_out h w -> b (g c_out) h w")
     if bias is not None:
-        out = out + rearrange(bias, "c_out -> 1 c_out 1 1")
+        # under autocast torch casts the bias with the product, so the sum keeps its dtype
+        out = out + rearrange(bias.to(out.dtype), "c_out -> 1 c_out 1 1")
     return out if input.ndim == 4 else out.squeeze(0)
 
 
-def max_pool2d(
-    input: Float[Tensor, "b c h w"],
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-) -> Float[Tensor, "b c h_out w_out"]:
-    """Max pooling by strided windows: pad with `-inf`, take the maximum of each window.
+def _pool_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> int:
+    """Output length of a pooling window sliding over one axis, as torch computes it."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * padding - span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    # in ceil mode the last window must start inside the input or its left padding
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
-    Where a window holds several equal maxima, the gradient is shared among them
-    (PyTorch's kernel sends it to one); values drawn at random never tie.
+
+def _check_feature_maps(shape: tuple[int, ...], name: str) -> None:
+    """Raise unless `shape` is `(c, h, w)` or `(b, c, h, w)` with non-empty `c, h, w`."""
+    if len(shape) not in (3, 4) or 0 in shape[-3:]:
+        raise ValueError(
+            f"{name} expected input of shape (c, h, w) or (b, c, h, w) with c, h, w > 0, "
+            f"got {tuple(shape)}"
+        )
+
+
+def _check_pool_padding(kernel: tuple[int, int], padding: tuple[int, int], name: str) -> None:
+    """Raise, as torch does, for padding more than half the kernel on an axis (dilated or not)."""
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{name}: padding {padding} must be at most half the kernel {kernel}")
+
+
+def _check_pool2d_input(
+    shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    ceil_mode: bool,
+    name: str,
+) -> tuple[int, int]:
+    """Raise as torch refuses a pooling input; return the output size `(h_out, w_out)`."""
+    _check_feature_maps(shape, name)
+    _check_pool_padding(kernel, padding, name)
+    out = tuple(
+        _pool_size(*args, ceil_mode)
+        for args in zip(shape[-2:], kernel, stride, padding, dilation, strict=True)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"{name}: input {tuple(shape)} gives an empty output {out} for kernel {kernel}, "
+            f"stride {stride}, padding {padding}, dilation {dilation}; use a larger input "
+            f"or a smaller kernel"
+        )
+    return out
+
+
+def _pool_windows(
+    input: Float[Tensor, "b c h w"],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    out: tuple[int, int],
+    fill: tuple[float, float],
+) -> Float[Tensor, "b c h_out w_out kh kw"]:
+    """The pooling windows of `input` padded with `fill[0]`, then with `fill[1]` past the padding
+    where ceil mode needs a last, partial window."""
+    extra = [
+        max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p))
+        for o, s, d, k, n, p in zip(
+            out, stride, dilation, kernel, input.shape[2:], padding, strict=True
+        )
+    ]
+    padded = pad(input, (padding[1], padding[1], padding[0], padding[0]), value=fill[0])
+    padded = pad(padded, (0, extra[1], 0, extra[0]), value=fill[1])
+    return _windows(padded, kernel, stride, dilation)[:, :, : out[0], : out[1]]
+
+
+def _pool_arguments(
+    kernel_size: Size2d,
+    stride: Size2d | None,
+    padding: Size2d,
+    dilation: Size2d = 1,
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Kernel, stride (the kernel when `None` or empty, as in torch), padding and dilation pairs."""
+    kernel = as_pair(kernel_size, "kernel_size", minimum=1)
+    stride_hw = kernel if stride is None or stride == () else as_pair(stride, "stride", minimum=1)
+    return (
+        kernel,
+        stride_hw,
+        as_pair(padding, "padding", minimum=0),
+        as_pair(dilation, "dilation", minimum=1),
+    )
+
+
+def max_pool2d(
+    input: Float[Tensor, "*b c h w"],
+    kernel_size: Size2d,
+    stride: Size2d | None = None,
+    padding: Size2d = 0,
+    dilation: Size2d = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> (
+    Float[Tensor, "*b c h_out w_out"]
+    | tuple[Float[Tensor, "*b c h_out w_out"], Int[Tensor, "*b c h_out w_out"]]
+):
+    """Max pooling by strided windows: pad with `-inf`, take the first maximum of each window.
+
+    The gradient goes to the first maximum of a window, as in PyTorch's kernel;
+    a NaN in a window is its maximum.
 
     Args:
-        input: feature maps.
+        input: feature maps, batched `(b, c, h, w)` or one `(c, h, w)`.
         kernel_size: window size, an int or `(kh, kw)`.
         stride: step between windows; `None` means `kernel_size`.
         padding: `-inf` added on each side, at most half the kernel.
+        dilation: spacing between a window's taps.
+        ceil_mode: round the output size up, adding a last, partial window
+            where it starts inside the input.
+        return_indices: also return where each maximum is, as an index into
+            the flattened `h * w` plane of `input`.
 
     Returns:
-        The pooled feature maps.
+        The pooled feature maps, and with `return_indices` their positions.
 
     Raises:
-        ValueError: padding is more than half the kernel.
+        ValueError: the input is not 3-D or 4-D with non-empty `c, h, w`, the
+            padding is more than half the kernel, or the output would be empty.
 
     Example:
         >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
         >>> max_pool2d(x, 2).squeeze().tolist()
         [[5.0, 7.0], [13.0, 15.0]]
+        >>> max_pool2d(x[0], 3, stride=2, ceil_mode=True, return_indices=True)[1].tolist()
+        [[[10, 11], [14, 15]]]
     """
-    kernel = as_pair(kernel_size, "kernel_size", minimum=1)
-    stride_hw = kernel if stride is None else as_pair(stride, "stride", minimum=1)
-    padding_hw = as_pair(padding, "padding", minimum=0)
-    if padding_hw[0] > kernel[0] // 2 or padding_hw[1] > kernel[1] // 2:
-        raise ValueError(
-            f"max_pool2d: padding {padding_hw} must be at most half the kernel {kernel}"
-        )
-    padded = pad(
-        input, (padding_hw[1], padding_hw[1], padding_hw[0], padding_hw[0]), value=float("-inf")
+    kernel, stride_hw, padding_hw, dilation_hw = _pool_arguments(
+        kernel_size, stride, padding, dilation
     )
-    windows = _windows(padded, kernel, stride_hw)
-    return reduce(windows, "b c h_out w_out kh kw -> b c h_out w_out", "max")
+    out_hw = _check_pool2d_input(
+        tuple(input.shape), kernel, stride_hw, padding_hw, dilation_hw, ceil_mode, "max_pool2d"
+    )
+    batched = input if input.ndim == 4 else input.unsqueeze(0)
+    windows = _pool_windows(
+        batched, kernel, stride_hw, padding_hw, dilation_hw, out_hw, (float("-inf"),) * 2
+    )
+    values, tap = rearrange(windows, "b c h w kh kw -> b c h w (kh kw)").max(dim=-1)
+    if input.ndim == 3:
+        values, tap = values.squeeze(0), tap.squeeze(0)
+    if not return_indices:
+        return values
+    rows = torch.arange(out_hw[0], device=input.device)[:, None] * stride_hw[0] - padding_hw[0]
+    cols = torch.arange(out_hw[1], device=input.device) * stride_hw[1] - padding_hw[1]
+    rows = rows + (tap // kernel[1]) * dilation_hw[0]
+    cols = cols + (tap % kernel[1]) * dilation_hw[1]
+    return values, rows * input.shape[-1] + cols
+
+
+def avg_pool2d(
+    input: Float[Tensor, "*b c h w"],
+    kernel_size: Size2d,
+    stride: Size2d | None = None,
+    padding: Size2d = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Float[Tensor, "*b c h_out w_out"]:
+    """Average pooling by strided windows: window sums over a count of the cells averaged.
+
+    The count is `divisor_override` when given; otherwise the window's cells
+    inside the input and, with `count_include_pad`, inside the zero padding
+    (never the cells a ceil-mode window reaches past the padding), as in torch.
+
+    Args:
+        input: feature maps, batched `(b, c, h, w)` or one `(c, h, w)`.
+        kernel_size: window size, an int or `(kh, kw)`.
+        stride: step between windows; `None` means `kernel_size`.
+        padding: zeros added on each side, at most half the kernel.
+        ceil_mode: round the output size up (see `max_pool2d`).
+        count_include_pad: count the padding's zeros in the average.
+        divisor_override: divide every window sum by this instead.
+
+    Returns:
+        The pooled feature maps.
+
+    Raises:
+        ValueError: the input is not 3-D or 4-D with non-empty `c, h, w`, the
+            padding is more than half the kernel, the output would be empty, or
+            `divisor_override` is 0.
+
+    Example:
+        >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> avg_pool2d(x, 2).squeeze().tolist()
+        [[2.5, 4.5], [10.5, 12.5]]
+        >>> avg_pool2d(x, 2, padding=1, count_include_pad=False).squeeze()[0].tolist()
+        [0.0, 1.5, 3.0]
+    """
+    if divisor_override == 0:
+        raise ValueError("avg_pool2d: divisor_override must not be 0 (None divides by the count)")
+    kernel, stride_hw, padding_hw, dilation = _pool_arguments(kernel_size, stride, padding)
+    out_hw = _check_pool2d_input(
+        tuple(input.shape), kernel, stride_hw, padding_hw, dilation, ceil_mode, "avg_pool2d"
+    )
+    batched = input if input.ndim == 4 else input.unsqueeze(0)
+    geometry = (kernel, stride_hw, padding_hw, dilation, out_hw)
+    sums = reduce(_pool_windows(batched, *geometry, (0.0, 0.0)), "b c h w kh kw -> b c h w", "sum")
+    if divisor_override is not None:
+        out = sums / divisor_override
+    else:
+        cells = batched.new_ones((1, 1, *batched.shape[2:]))
+        counted = _pool_windows(cells, *geometry, (1.0 if count_include_pad else 0.0, 0.0))
+        out = sums / reduce(counted, "b c h w kh kw -> b c h w", "sum")
+    return out if input.ndim == 4 else out.squeeze(0)
+
+
+def _adaptive_sizes(
+    output_size: int | Sequence[int | None] | None, name: str
+) -> tuple[int | None, int | None]:
+    """`output_size` as a pair; raise unless each entry is a non-negative int or `None`."""
+    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    valid = (
+        o is None or (isinstance(o, int) and not isinstance(o, bool) and o >= 0) for o in sizes
+    )
+    if len(sizes) != 2 or not all(valid):
+        raise ValueError(
+            f"{name}: output_size must be an int >= 0, None, or a pair of them, got {output_size!r}"
+        )
+    return (sizes[0], sizes[1])
+
+
+def _adaptive_bounds(size: int, out: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Start and end (exclusive) of each of `out` adaptive windows over an axis of `size`."""
+    index = torch.arange(out, device=device)
+    return (index * size) // out, ((index + 1) * size + out - 1) // out
+
+
+def adaptive_avg_pool2d(
+    input: Float[Tensor, "*b c h w"], output_size: int | Sequence[int | None] | None
+) -> Float[Tensor, "*b c h_out w_out"]:
+    """Average over adaptive windows, so that the output has `output_size`, by summed-area tables.
+
+    Output cell `i` of an axis of length `n` averages input cells
+    `floor(i * n / out)` to `ceil((i + 1) * n / out)` (exclusive), as in torch;
+    window sums are differences of cumulative sums. An output size of 1 is the
+    global mean.
+
+    Args:
+        input: feature maps, batched `(b, c, h, w)` or one `(c, h, w)`.
+        output_size: `(h_out, w_out)`, an int for both, and `None` (for either)
+            to keep the input's size on that axis.
+
+    Returns:
+        The pooled feature maps.
+
+    Raises:
+        ValueError: the input is not 3-D or 4-D with non-empty `c, h, w`, or an
+            output size is negative.
+
+    Example:
+        >>> x = torch.arange(5.0).reshape(1, 1, 1, 5)
+        >>> adaptive_avg_pool2d(x, (1, 2)).flatten().tolist()
+        [1.0, 3.0]
+    """
+    sizes = _adaptive_sizes(output_size, "adaptive_avg_pool2d")
+    _check_feature_maps(tuple(input.shape), "adaptive_avg_pool2d")
+    if tuple(sizes) == (1, 1):
+        return input.mean(dim=(-2, -1), keepdim=True)
+    out = input
+    for dim, size in zip((-2, -1), sizes, strict=True):
+        n = input.shape[dim]
+        if size is None or size == n:
+            continue
+        start, end = _adaptive_bounds(n, size, input.device)
+        table = torch.cumsum(pad(out.movedim(dim, -1), (1, 0)), dim=-1)
+        sums = table.index_select(-1, end) - table.index_select(-1, start)
+        out = (sums / (end - start).to(sums.dtype)).movedim(-1, dim)
+    return out
 
 
 def batch_norm(
-    input: Float[Tensor, "b c h w"],
+    input: Float[Tensor, "b c *spatial"] | Float[Tensor, " 0"],
     running_mean: Float[Tensor, " c"] | None,
     running_var: Float[Tensor, " c"] | None,
     weight: Float[Tensor, " c"] | None = None,
@@ -325,17 +561,20 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
-) -> Float[Tensor, "b c h w"]:
-    """Batch normalisation by explicit means and variances.
+) -> Float[Tensor, "b c *spatial"] | Float[Tensor, " 0"]:
+    """Batch normalisation by explicit means and variances over every axis but the channels.
 
     In training, normalises with the batch mean and the biased batch variance,
     and (when running buffers are given) updates them in place with
     `new = (1 - momentum) * old + momentum * batch`, using the unbiased variance,
-    as `torch.nn.functional.batch_norm` does. Otherwise normalises with the
-    running statistics.
+    as `torch.nn.functional.batch_norm` does; an empty batch is returned as it
+    is and leaves them unchanged. Otherwise normalises with the running
+    statistics. Half and bfloat16 inputs are normalised in float32 and returned
+    in their own dtype, as PyTorch's kernels do.
 
     Args:
-        input: feature maps.
+        input: `(b, c)`, `(b, c, l)`, `(b, c, h, w)` or `(b, c, d, h, w)` (or, as
+            torch allows, an empty 1-D tensor).
         running_mean: per-channel running mean, updated in training, or `None`.
         running_var: per-channel running variance, updated in training, or `None`.
         weight: per-channel scale (gamma), or `None` for 1.
@@ -345,46 +584,67 @@ def batch_norm(
         eps: added to the variance before the square root.
 
     Returns:
-        The normalised feature maps.
+        The normalised input, in its dtype.
 
     Raises:
-        ValueError: training with one value per channel, or not training
-            without running statistics.
+        ValueError: training with one value per channel, not training without
+            running statistics, a non-empty input of rank below 2, or statistics,
+            weight or bias without one value per channel.
 
     Example:
         >>> x = torch.tensor([[[[1.0]], [[2.0]]], [[[3.0]], [[6.0]]]])
         >>> batch_norm(x, None, None, training=True, eps=0.0).flatten().tolist()
         [-1.0, -1.0, 1.0, 1.0]
     """
-    if training:
-        count = input.shape[0] * input.shape[2] * input.shape[3]
-        if count < 2:
+    if input.ndim < 2 and input.numel():
+        raise ValueError(
+            f"batch_norm expected input of shape (b, c, ...), got {tuple(input.shape)}"
+        )
+    stats = (running_mean, running_var, weight, bias)
+    channels = input.shape[1] if input.ndim > 1 else 0  # torch takes an empty 1-D input
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(
+            "batch_norm: running_mean and running_var are required when training=False"
+        )
+    for name, t in zip(("running_mean", "running_var", "weight", "bias"), stats, strict=True):
+        if t is not None and t.shape != (channels,):
             raise ValueError(
-                f"batch_norm: expected more than 1 value per channel when training, "
-                f"got input of shape {tuple(input.shape)}; use a batch of 2 or more, "
-                f"or eval mode"
+                f"batch_norm: {name} should hold one value for each of the {channels} "
+                f"channels of input {tuple(input.shape)}, got shape {tuple(t.shape)}"
             )
-        mean = reduce(input, "b c h w -> c", "mean")
-        centred = input - rearrange(mean, "c -> 1 c 1 1")
-        var = reduce(centred * centred, "b c h w -> c", "mean")
+    axes = [0, *range(2, input.ndim)]
+    count = input.numel() // channels if channels else 0
+    if training and count == 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, "
+            f"got input of shape {tuple(input.shape)}; use a batch of 2 or more, or eval mode"
+        )
+    if input.numel() == 0:
+        return input.clone()
+    compute = torch.promote_types(input.dtype, torch.float32)
+    x = input.to(compute)
+
+    def per_channel(t: Tensor) -> Tensor:
+        return t.to(compute).reshape(1, -1, *([1] * (input.ndim - 2)))
+
+    if training:
+        mean = x.mean(dim=axes)
+        centred = x - per_channel(mean)
+        var = (centred * centred).mean(dim=axes)
         if running_mean is not None and running_var is not None:
             with torch.no_grad():
                 unbiased = var * (count / (count - 1))
-                running_mean.mul_(1 - momentum).add_(momentum * mean)
-                running_var.mul_(1 - momentum).add_(momentum * unbiased)
+                running_mean.mul_(1 - momentum).add_(momentum * mean.to(running_mean.dtype))
+                running_var.mul_(1 - momentum).add_(momentum * unbiased.to(running_var.dtype))
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError(
-                "batch_norm: running_mean and running_var are required when training=False"
-            )
-        mean, var = running_mean, running_var
-        centred = input - rearrange(mean, "c -> 1 c 1 1")
-    out = centred * rearrange(torch.rsqrt(var + eps), "c -> 1 c 1 1")
+        var = running_var
+        centred = x - per_channel(running_mean)
+    out = centred * per_channel(torch.rsqrt(var.to(compute) + eps))
     if weight is not None:
-        out = out * rearrange(weight, "c -> 1 c 1 1")
+        out = out * per_channel(weight)
     if bias is not None:
-        out = out + rearrange(bias, "c -> 1 c 1 1")
-    return out
+        out = out + per_channel(bias)
+    return out.to(input.dtype)
 
 
 def linear(
@@ -395,37 +655,51 @@ def linear(
     """Affine map `input @ weight.T + bias` written as an `einsum`.
 
     Args:
-        input: vectors, with any leading batch axes.
+        input: vectors, with any leading batch axes (none for one vector).
         weight: the matrix, one row per output feature.
         bias: one value per output feature, or `None`.
 
     Returns:
         The mapped vectors.
 
+    Raises:
+        ValueError: `input` is a scalar or its last axis is not `d_in`.
+
     Example:
         >>> linear(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0]])).tolist()
         [[11.0]]
     """
+    _check_linear_input(tuple(input.shape), weight.shape[1], "linear")
     out = einsum(input, weight, "... d_in, d_out d_in -> ... d_out")
     if bias is not None:
-        out = out + bias
+        # under autocast torch casts the bias with the product, so the sum keeps its dtype
+        out = out + bias.to(out.dtype)
     return out
 
 
-def relu(input: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
-    """Rectified linear unit, `max(x, 0)`, with gradient 0 at 0 as in PyTorch.
+def _check_linear_input(shape: tuple[int, ...], in_features: int, name: str) -> None:
+    if len(shape) == 0 or shape[-1] != in_features:
+        raise ValueError(f"{name} expected input of shape (..., {in_features}), got {tuple(shape)}")
+
+
+def relu(input: Float[Tensor, "*shape"], inplace: bool = False) -> Float[Tensor, "*shape"]:
+    """Rectified linear unit, `max(x, 0)`, with gradient 0 at 0 and NaN kept, as in PyTorch.
 
     Args:
         input: any tensor.
+        inplace: write the result into `input` (and return it), as
+            `torch.nn.functional.relu(..., inplace=True)` does.
 
     Returns:
-        A new tensor (never in place).
+        A new tensor, or `input` itself when `inplace`.
 
     Example:
-        >>> relu(torch.tensor([-1.0, 0.0, 2.0])).tolist()
-        [0.0, 0.0, 2.0]
+        >>> relu(torch.tensor([-1.0, 0.0, 2.0, float("nan")])).tolist()
+        [0.0, 0.0, 2.0, nan]
     """
-    return torch.where(input > 0, input, torch.zeros_like(input))
+    # `x <= 0` is False for NaN, so NaN passes through like torch.relu
+    out = torch.where(input <= 0, torch.zeros((), dtype=input.dtype, device=input.device), input)
+    return input.copy_(out) if inplace else out
 
 
 def global_avg_pool2d(input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c"]:

@@ -12,7 +12,11 @@ Axis names used throughout (and in einops patterns):
 | `d_in`, `d_out` | features of a linear layer |
 | `d` | pooled feature width (512 for ResNet34) |
 | `k` | classes |
+| `g` | channel groups of a grouped convolution |
+| `c_group` | input channels of one group, `c_in / g` |
 """
+
+from collections.abc import Sequence
 
 from jaxtyping import Float, Int, Shaped, UInt8
 from torch import Tensor
@@ -38,6 +42,10 @@ Labels = Int[Tensor, " b"]
 AnyTensor = Shaped[Tensor, "..."]
 """A tensor of any shape and dtype."""
 
+Size2d = int | Sequence[int]
+"""A size on the two spatial axes: one int for both, or `(h, w)`; a one-int sequence counts
+for both, as in torch's 2-D ops (kernel sizes, strides, paddings, dilations)."""
+
 __all__ = [
     "AnyTensor",
     "FeatureMap",
@@ -46,4 +54,5 @@ __all__ = [
     "ImagesUInt8",
     "Labels",
     "Logits",
+    "Size2d",
 ]

@@ -18,6 +18,7 @@ from torch import nn as tnn
 
 from .. import nn
 from .._typing import Features, Images, Logits
+from ..nn._switch import _tracing
 
 STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
 """Names of a ResNet's stages, input to output; `freeze_to` takes them."""
@@ -365,8 +366,14 @@ class ResNetConfig:
 
 
 def _check_images(module: "ResNet", args: tuple[Any, ...]) -> None:
-    """Forward pre-hook: explain a wrong input before any layer sees it."""
+    """Forward pre-hook: explain a wrong input before any layer sees it.
+
+    Skipped while torch.fx or torch.compile traces the model: a proxy has no
+    concrete shape to check, and the checks would only add guards to a graph.
+    """
     x = args[0] if args else None
+    if _tracing(x):
+        return
     expected = "(batch, 3, height, width)"
     if not isinstance(x, Tensor):
         raise TypeError(f"ResNet expected a tensor of shape {expected}, got {type(x).__name__}")
@@ -384,6 +391,24 @@ def _check_images(module: "ResNet", args: tuple[Any, ...]) -> None:
         raise ValueError(
             f"ResNet expected RGB input of shape {expected}, got {tuple(x.shape)}{hint}"
         )
+    weight = module.conv1.weight
+    if x.dtype == weight.dtype:
+        return
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        # autocast casts float32 and its own dtype to its own dtype in every convolution
+        cast = {torch.float32, torch.get_autocast_dtype(device)}
+        if x.dtype in cast and weight.dtype in cast:
+            return
+    mixed = (
+        f", or run the model under torch.autocast({device!r}, dtype={x.dtype}) for mixed precision"
+        if x.dtype in (torch.float16, torch.bfloat16)
+        else ""
+    )
+    raise TypeError(
+        f"ResNet's parameters are {weight.dtype} but the images are {x.dtype} (shape "
+        f"{tuple(x.shape)}); convert them with images.to({weight.dtype}){mixed}"
+    )
 
 
 class ResNet(tnn.Module):
@@ -398,7 +423,8 @@ class ResNet(tnn.Module):
         config: the blocks, counts, classes, widths, groups and dilation.
 
     Raises:
-        TypeError: (on call) the input is not a floating-point tensor.
+        TypeError: (on call) the input is not a floating-point tensor, or its dtype
+            differs from the parameters' (outside autocast, which casts it).
         ValueError: (on call) the input is not `(b, 3, h, w)`.
 
     Example:

@@ -13,6 +13,8 @@ Example:
 
 from ._batchnorm import BatchNorm2d as BatchNorm2d
 from ._conv import Conv2d as Conv2d
+from ._layers import AdaptiveAvgPool2d as AdaptiveAvgPool2d
+from ._layers import AvgPool2d as AvgPool2d
 from ._layers import Flatten as Flatten
 from ._layers import GlobalAvgPool2d as GlobalAvgPool2d
 from ._layers import MaxPool2d as MaxPool2d
@@ -24,6 +26,8 @@ from ._switch import set_reference_ops as set_reference_ops
 from ._switch import using_reference_ops as using_reference_ops
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
     "BatchNorm2d",
     "Conv2d",
     "Flatten",

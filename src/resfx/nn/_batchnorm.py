@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .. import _functional as RF
-from ._switch import using_reference_ops
+from ._switch import _tracing, using_reference_ops
 
 
 class BatchNorm2d(nn.Module):
@@ -108,21 +108,23 @@ class BatchNorm2d(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h w"]:
-        """Normalise `x` (and, in train mode with tracking, update the running statistics).
+    def forward(self, input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h w"]:
+        """Normalise `input` (and, in train mode with tracking, update the running statistics).
 
         Raises:
-            ValueError: `x` does not have `num_features` channels.
+            ValueError: `input` is not 4-D with `num_features` channels, or in train
+                mode holds one value per channel.
 
         Example:
             >>> import torch
             >>> BatchNorm2d(3).eval()(torch.zeros(1, 3, 2, 2)).abs().max().item()
             0.0
         """
-        if x.shape[1] != self.num_features:
+        if not _tracing(input) and (input.ndim != 4 or input.shape[1] != self.num_features):
+            hint = "; add a batch axis with input.unsqueeze(0)" if input.ndim == 3 else ""
             raise ValueError(
-                f"BatchNorm2d expected input of shape (b, {self.num_features}, h, w), "
-                f"got {tuple(x.shape)}"
+                f"BatchNorm2d expected 4-D input of shape (b, {self.num_features}, h, w), "
+                f"got {tuple(input.shape)}{hint}"
             )
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
@@ -133,7 +135,7 @@ class BatchNorm2d(nn.Module):
         keep_buffers = not self.training or self.track_running_stats
         op = RF.batch_norm if using_reference_ops() else torch.nn.functional.batch_norm
         return op(
-            x,
+            input,
             self.running_mean if keep_buffers else None,
             self.running_var if keep_buffers else None,
             self.weight,

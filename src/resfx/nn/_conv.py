@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .. import _functional as RF
 from .._pair import as_pair
+from .._typing import Size2d
 from ._switch import _tracing, using_reference_ops
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -52,10 +53,10 @@ class Conv2d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: str | int | tuple[int, int] = 0,
-        dilation: int | tuple[int, int] = 1,
+        kernel_size: Size2d,
+        stride: Size2d = 1,
+        padding: str | Size2d = 0,
+        dilation: Size2d = 1,
         groups: int = 1,
         bias: bool = True,
         padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
@@ -112,11 +113,11 @@ class Conv2d(nn.Module):
             bound = 1 / math.sqrt(fan_in)
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Float[Tensor, "*b c_in h w"]) -> Float[Tensor, "*b c_out h_out w_out"]:
-        """Convolve `x`, batched `(b, c_in, h, w)` or one `(c_in, h, w)`, with the filters.
+    def forward(self, input: Float[Tensor, "*b c_in h w"]) -> Float[Tensor, "*b c_out h_out w_out"]:
+        """Convolve `input`, batched `(b, c_in, h, w)` or one `(c_in, h, w)`, with the filters.
 
         Raises:
-            ValueError: `x` is not `(b, in_channels, h, w)` or `(in_channels, h, w)`,
+            ValueError: `input` is not `(b, in_channels, h, w)` or `(in_channels, h, w)`,
                 or (padded) smaller than the dilated kernel, or too small for
                 `"reflect"` / `"circular"` padding.
 
@@ -126,20 +127,25 @@ class Conv2d(nn.Module):
             torch.Size([1, 4, 5, 5])
         """
         pads = self._reversed_padding_repeated_twice
-        if not _tracing(x):
+        if not _tracing(input):
             RF._check_conv2d_input(
-                tuple(x.shape), tuple(self.weight.shape), pads, self.dilation, self.groups, "Conv2d"
+                tuple(input.shape),
+                tuple(self.weight.shape),
+                pads,
+                self.dilation,
+                self.groups,
+                "Conv2d",
             )
         reference = using_reference_ops()
         conv = RF.conv2d if reference else torch.nn.functional.conv2d
         if self.padding_mode == "zeros":
             return conv(
-                x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+                input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
             )
         pad = RF.pad if reference else torch.nn.functional.pad
-        if not _tracing(x):
-            RF._check_pad(tuple(x.shape), pads, self.padding_mode, None)
-        padded = pad(x, pads, mode=self.padding_mode)
+        if not _tracing(input):
+            RF._check_pad(tuple(input.shape), pads, self.padding_mode, None)
+        padded = pad(input, pads, mode=self.padding_mode)
         return conv(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self) -> str:

@@ -1,16 +1,23 @@
-"""Parameter-free layers: ReLU, max pooling, global average pooling, Flatten."""
+"""Parameter-free layers: ReLU, max, average and adaptive pooling, global average pooling, Flatten."""
+
+from collections.abc import Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from .. import _functional as RF
-from .._pair import as_pair
-from ._switch import using_reference_ops
+from .._typing import Size2d
+from ._switch import _tracing, using_reference_ops
 
 
 class ReLU(nn.Module):
-    """Rectified linear unit. Never in place, so every application is a visible graph node.
+    """Rectified linear unit, like torch.nn.ReLU; NaN passes through.
+
+    Args:
+        inplace: overwrite the input (as torch allows). The default, `False`,
+            keeps every application a visible graph node, which the freezing
+            proofs rely on; resfx's own models never set it.
 
     Example:
         >>> import torch
@@ -18,8 +25,12 @@ class ReLU(nn.Module):
         [0.0, 3.0]
     """
 
-    def forward(self, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
-        """Return `max(x, 0)` as a new tensor.
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+        """Return `max(input, 0)`, as a new tensor unless `inplace`.
 
         Example:
             >>> import torch
@@ -27,17 +38,24 @@ class ReLU(nn.Module):
             [0.0]
         """
         if using_reference_ops():
-            return RF.relu(x)
-        return torch.relu(x)
+            return RF.relu(input, self.inplace)
+        return torch.nn.functional.relu(input, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class MaxPool2d(nn.Module):
-    """2-D max pooling.
+    """2-D max pooling with torch.nn.MaxPool2d's arguments.
 
     Args:
         kernel_size: window size, an int or `(kh, kw)`.
         stride: step between windows; `None` means `kernel_size`, as in torch.nn.
         padding: implicit `-inf` on each side, at most half the kernel.
+        dilation: spacing between a window's taps.
+        return_indices: also return the position of each maximum in the flattened
+            `h * w` plane of the input (what torch.nn.MaxUnpool2d takes).
+        ceil_mode: round the output size up, adding a last, partial window.
 
     Raises:
         ValueError: padding is more than half the kernel, or a size is not positive.
@@ -46,38 +64,178 @@ class MaxPool2d(nn.Module):
         >>> import torch
         >>> MaxPool2d(3, stride=2, padding=1)(torch.randn(1, 8, 16, 16)).shape
         torch.Size([1, 8, 8, 8])
+        >>> MaxPool2d(2, ceil_mode=True)(torch.randn(8, 5, 5)).shape
+        torch.Size([8, 3, 3])
     """
 
     def __init__(
         self,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0,
+        kernel_size: Size2d,
+        stride: Size2d | None = None,
+        padding: Size2d = 0,
+        dilation: Size2d = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
     ) -> None:
         super().__init__()
-        self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
-        self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", minimum=1)
-        self.padding = as_pair(padding, "padding", minimum=0)
-        if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
-            raise ValueError(
-                f"MaxPool2d padding {self.padding} must be at most half the kernel "
-                f"{self.kernel_size}"
-            )
+        self.kernel_size, self.stride, self.padding, self.dilation = RF._pool_arguments(
+            kernel_size, stride, padding, dilation
+        )
+        RF._check_pool_padding(self.kernel_size, self.padding, "MaxPool2d")
+        self.return_indices = return_indices
+        self.ceil_mode = ceil_mode
 
-    def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h_out w_out"]:
-        """Take the maximum of each window.
+    def forward(
+        self, input: Float[Tensor, "*b c h w"]
+    ) -> (
+        Float[Tensor, "*b c h_out w_out"]
+        | tuple[Float[Tensor, "*b c h_out w_out"], Int[Tensor, "*b c h_out w_out"]]
+    ):
+        """Take the maximum of each window (and, with `return_indices`, where it is).
+
+        Raises:
+            ValueError: `input` is not `(b, c, h, w)` or `(c, h, w)` with non-empty
+                `c, h, w`, or the output would be empty.
 
         Example:
             >>> import torch
             >>> MaxPool2d(2)(torch.randn(1, 1, 4, 4)).shape
             torch.Size([1, 1, 2, 2])
         """
-        if using_reference_ops():
-            return RF.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-        return torch.nn.functional.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        geometry = (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        if not _tracing(input):
+            RF._check_pool2d_input(tuple(input.shape), *geometry, "MaxPool2d")
+        op = RF.max_pool2d if using_reference_ops() else torch.nn.functional.max_pool2d
+        return op(input, *geometry, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
+
+
+class AvgPool2d(nn.Module):
+    """2-D average pooling with torch.nn.AvgPool2d's arguments.
+
+    Args:
+        kernel_size: window size, an int or `(kh, kw)`.
+        stride: step between windows; `None` means `kernel_size`.
+        padding: zeros on each side, at most half the kernel.
+        ceil_mode: round the output size up, adding a last, partial window.
+        count_include_pad: count the padding's zeros in each average.
+        divisor_override: divide every window sum by this instead of its count.
+
+    Raises:
+        ValueError: padding is more than half the kernel, a size is not
+            positive, or `divisor_override` is 0.
+
+    Example:
+        >>> import torch
+        >>> AvgPool2d(2)(torch.ones(1, 3, 4, 4)).shape
+        torch.Size([1, 3, 2, 2])
+    """
+
+    def __init__(
+        self,
+        kernel_size: Size2d,
+        stride: Size2d | None = None,
+        padding: Size2d = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, _ = RF._pool_arguments(
+            kernel_size, stride, padding
+        )
+        RF._check_pool_padding(self.kernel_size, self.padding, "AvgPool2d")
+        if divisor_override == 0:
+            raise ValueError("AvgPool2d divisor_override must not be 0 (None divides by the count)")
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+        self.divisor_override = divisor_override
+
+    def forward(self, input: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
+        """Average each window.
+
+        Raises:
+            ValueError: `input` is not `(b, c, h, w)` or `(c, h, w)` with non-empty
+                `c, h, w`, or the output would be empty.
+
+        Example:
+            >>> import torch
+            >>> AvgPool2d(2)(torch.arange(4.0).reshape(1, 2, 2)).tolist()
+            [[[1.5]]]
+        """
+        if not _tracing(input):
+            RF._check_pool2d_input(
+                tuple(input.shape),
+                self.kernel_size,
+                self.stride,
+                self.padding,
+                (1, 1),
+                self.ceil_mode,
+                "AvgPool2d",
+            )
+        op = RF.avg_pool2d if using_reference_ops() else torch.nn.functional.avg_pool2d
+        return op(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(nn.Module):
+    """Average pooling to a fixed output size, whatever the input size (torch.nn.AdaptiveAvgPool2d).
+
+    Args:
+        output_size: `(h_out, w_out)`, one int for both, and `None` (for either)
+            to keep that axis of the input.
+
+    Raises:
+        ValueError: an output size is negative or not an int or `None`.
+
+    Example:
+        >>> import torch
+        >>> AdaptiveAvgPool2d((2, None))(torch.randn(1, 8, 7, 5)).shape
+        torch.Size([1, 8, 2, 5])
+    """
+
+    def __init__(self, output_size: int | Sequence[int | None] | None) -> None:
+        super().__init__()
+        RF._adaptive_sizes(output_size, "AdaptiveAvgPool2d")
+        self.output_size = output_size
+
+    def forward(self, input: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
+        """Average adaptive windows of `input`.
+
+        Raises:
+            ValueError: `input` is not `(b, c, h, w)` or `(c, h, w)` with non-empty `c, h, w`.
+
+        Example:
+            >>> import torch
+            >>> AdaptiveAvgPool2d(1)(torch.ones(2, 3, 4, 4)).shape
+            torch.Size([2, 3, 1, 1])
+        """
+        if not _tracing(input):
+            RF._check_feature_maps(tuple(input.shape), "AdaptiveAvgPool2d")
+        op = (
+            RF.adaptive_avg_pool2d
+            if using_reference_ops()
+            else torch.nn.functional.adaptive_avg_pool2d
+        )
+        return op(input, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
 
 
 class GlobalAvgPool2d(nn.Module):
@@ -91,7 +249,7 @@ class GlobalAvgPool2d(nn.Module):
         torch.Size([2, 512])
     """
 
-    def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c"]:
+    def forward(self, input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c"]:
         """Return the spatial mean of every channel.
 
         Example:
@@ -100,8 +258,8 @@ class GlobalAvgPool2d(nn.Module):
             [[1.0, 1.0, 1.0]]
         """
         if using_reference_ops():
-            return RF.global_avg_pool2d(x)
-        return torch.mean(x, dim=(2, 3))
+            return RF.global_avg_pool2d(input)
+        return torch.mean(input, dim=(2, 3))
 
 
 class Flatten(nn.Module):
@@ -124,8 +282,8 @@ class Flatten(nn.Module):
         self.start_dim = start_dim
         self.end_dim = end_dim
 
-    def forward(self, x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
-        """Return `x` with the chosen axes merged.
+    def forward(self, input: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+        """Return `input` with the chosen axes merged.
 
         Raises:
             ValueError: the axes are out of range or in the wrong order.
@@ -135,15 +293,15 @@ class Flatten(nn.Module):
             >>> Flatten()(torch.ones(1, 2, 2)).shape
             torch.Size([1, 4])
         """
-        rank = x.ndim
+        rank = input.ndim
         start = self.start_dim + rank if self.start_dim < 0 else self.start_dim
         end = self.end_dim + rank if self.end_dim < 0 else self.end_dim
         if not 0 <= start <= end < rank:
             raise ValueError(
                 f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit an "
-                f"input of rank {rank} and shape {tuple(x.shape)}"
+                f"input of rank {rank} and shape {tuple(input.shape)}"
             )
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :])
+        return input.reshape(*input.shape[:start], -1, *input.shape[end + 1 :])
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
@@ -186,7 +344,7 @@ class Sequential(nn.Module):
     def __iter__(self):
         return iter(self._modules.values())
 
-    def forward(self, x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    def forward(self, input: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
         """Apply each module in turn.
 
         Example:
@@ -195,5 +353,5 @@ class Sequential(nn.Module):
             [1.0, 1.0]
         """
         for module in self._modules.values():
-            x = module(x)
-        return x
+            input = module(input)
+        return input

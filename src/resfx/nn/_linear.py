@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .. import _functional as RF
-from ._switch import using_reference_ops
+from ._switch import _tracing, using_reference_ops
 
 
 class Linear(nn.Module):
@@ -63,24 +63,22 @@ class Linear(nn.Module):
             bound = 1 / math.sqrt(self.in_features)
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
+    def forward(self, input: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         """Map each input vector.
 
         Raises:
-            ValueError: the last axis of `x` is not `in_features`.
+            ValueError: the last axis of `input` is not `in_features`.
 
         Example:
             >>> import torch
             >>> Linear(3, 2)(torch.randn(5, 3)).shape
             torch.Size([5, 2])
         """
-        if x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Linear expected input of shape (..., {self.in_features}), got {tuple(x.shape)}"
-            )
+        if not _tracing(input):
+            RF._check_linear_input(tuple(input.shape), self.in_features, "Linear")
         if using_reference_ops():
-            return RF.linear(x, self.weight, self.bias)
-        return torch.nn.functional.linear(x, self.weight, self.bias)
+            return RF.linear(input, self.weight, self.bias)
+        return torch.nn.functional.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (
