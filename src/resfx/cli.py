@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
 from typing import Any, Literal, Union, get_args, get_origin
 
-from .data import DatasetUnavailableError
+from .data import BadImageError, DatasetUnavailableError, FolderLayoutError
 from .train import (
     CHECKPOINT_NAME,
     HISTORY_NAME,
@@ -43,6 +43,8 @@ _CLI_DEFAULTS: dict[str, Any] = {"output_dir": "runs/train"}
 
 _RUN_ERRORS = (
     DatasetUnavailableError,
+    BadImageError,
+    FolderLayoutError,
     OutputDirectoryError,
     NonFiniteLossError,
     CheckpointError,
@@ -386,7 +388,6 @@ def _register_summary(subcommands: Any) -> None:
 
 
 def _run_probe(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .data import BadImageError
     from .probe import ProbeArgs, format_probe_table, run_probe
 
     values = {field.name: getattr(namespace, field.name) for field in fields(ProbeArgs)}
@@ -396,7 +397,7 @@ def _run_probe(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error(str(error))
     try:
         rows = run_probe(args)
-    except (*_RUN_ERRORS, BadImageError, ValueError) as error:
+    except (*_RUN_ERRORS, ValueError) as error:
         print(f"resfx probe: error: {error}", file=sys.stderr)
         return 1
     dataset = rows[0].dataset if rows else args.data
