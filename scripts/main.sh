@@ -2,11 +2,16 @@
 # Set up the environment if needed, then the main job, offline on 2 CPU cores in a few minutes:
 # 1. `resfx bench --quick`: what freezing saves on this machine (table, JSON, charts in runs/bench);
 # 2. a feature-extraction run (frozen ResNet34, new head) on the embedded SYNTHETIC
-#    CIFAR-10-shaped data, with its loss/accuracy plot in runs/synthetic.
+#    CIFAR-10-shaped data, with its loss/accuracy plot in runs/synthetic;
+# 3. `resfx probe`: a linear probe on each stage of a frozen ResNet18 (stem, layer1..layer4),
+#    one frozen pass for all stages: the table, runs/probe/probe.json and probe.png.
 # ImageNet weights are used when they are in torch's cache; otherwise the backbone is random.
 source "$(dirname "$0")/_env.sh"
-weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['IMAGENET1K_V1'].cache_path; print('IMAGENET1K_V1' if p.is_file() else 'none')")
+weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['resnet34.IMAGENET1K_V1'].cache_path; print('IMAGENET1K_V1' if p.is_file() else 'none')")
+probe_weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['resnet18.IMAGENET1K_V1'].cache_path; print('IMAGENET1K_V1' if p.is_file() else 'none')")
 resfx bench --quick --out runs/bench
 resfx train --data synthetic --weights "$weights" --mode cached --trainset-size 5000 \
     --testset-size 1000 --epochs 5 --image-size 64 --device cpu --output-dir runs/synthetic
-echo "main job done: runs/bench (benchmark report) and runs/synthetic (training history and plot)"
+resfx probe --data synthetic --archs resnet18 --weights "$probe_weights" --trainset-size 2000 \
+    --testset-size 500 --image-size 64 --output-dir runs/probe
+echo "main job done: runs/bench (benchmark report), runs/synthetic (training history and plot), runs/probe (probe per stage)"

@@ -44,7 +44,8 @@ def tiny(**changes: Any) -> TrainingArgs:
 
 def test_defaults_are_the_seeds_job() -> None:
     args = TrainingArgs()
-    assert (args.batch_size, args.epochs, args.learning_rate, args.n_classes) == (64, 5, 1e-3, 10)
+    assert (args.batch_size, args.epochs, args.learning_rate) == (64, 5, 1e-3)
+    assert args.n_classes is None and args.arch == "resnet34"  # None: CIFAR-10's 10 classes
     assert (args.trainset_size, args.testset_size, args.image_size) == (10_000, 1_000, 224)
     assert (args.mode, args.data, args.weights, args.precision) == (
         "head",
@@ -217,7 +218,7 @@ def test_unwritable_output_dir_fails_before_training(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setattr(
-        "resfx.train._loop.load_split", lambda *a, **k: pytest.fail("data loaded before the check")
+        "resfx.train._loop.load_data", lambda *a, **k: pytest.fail("data loaded before the check")
     )
     with pytest.raises(OutputDirectoryError, match="a-file/run' cannot be written"):
         train(tiny(output_dir=str(blocker / "run")))

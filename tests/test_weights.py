@@ -30,14 +30,14 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _point_at(monkeypatch: pytest.MonkeyPatch, **changes: object) -> weights.PretrainedWeights:
-    spec = dataclasses.replace(weights.PRETRAINED["IMAGENET1K_V1"], **changes)
-    monkeypatch.setitem(weights.PRETRAINED, "IMAGENET1K_V1", spec)
+    spec = dataclasses.replace(weights.PRETRAINED["resnet34.IMAGENET1K_V1"], **changes)
+    monkeypatch.setitem(weights.PRETRAINED, "resnet34.IMAGENET1K_V1", spec)
     return spec
 
 
 def test_imagenet1k_v1_loads_from_torchvisions_cache_like_torchvision(torch_home: Path) -> None:
     cached = torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth"
-    assert weights.PRETRAINED["IMAGENET1K_V1"].cache_path == cached
+    assert weights.PRETRAINED["resnet34.IMAGENET1K_V1"].cache_path == cached
     _imagenet_like_checkpoint(cached)
     ours = resfx.resnet34(weights="IMAGENET1K_V1").eval()
     theirs = torchvision.models.resnet34(

@@ -34,6 +34,8 @@ from .autograd import GradientFlowError as GradientFlowError
 from .autograd import check_gradient_flow as check_gradient_flow
 from .models import ResNet as ResNet
 from .models import ResNetConfig as ResNetConfig
+from .models import create_model as create_model
+from .models import list_models as list_models
 from .models import resnet18 as resnet18
 from .models import resnet34 as resnet34
 
@@ -52,12 +54,14 @@ __all__ = [
     "bn_policy",
     "check_gradient_flow",
     "check_optimizer",
+    "create_model",
     "fold_batchnorm",
     "freeze",
     "freeze_to",
     "frozen",
     "functional",
     "get_resnet_for_feature_extraction",
+    "list_models",
     "models",
     "nn",
     "parameter_groups",

@@ -55,20 +55,72 @@ class WeightsUnavailableError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class PretrainedWeights:
-    """Where a named set of pretrained ResNet34 weights comes from.
+class InferenceTransform:
+    """The evaluation transform a set of weights was trained for (torchvision's preset).
+
+    `Resize(resize_size)` (shorter side, `interpolation`, antialiased), then
+    `CenterCrop(crop_size)`, then `Normalize(mean, std)`. torchvision's V2
+    weights expect a resize to 232, the V1 weights to 256; both crop 224.
 
     Args:
-        name: the name users pass as `weights=`.
+        resize_size: side the shorter edge is resized to.
+        crop_size: side of the square centre crop.
+        interpolation: the resize filter, `"bilinear"` for every torchvision ResNet.
+        mean: per-channel mean to subtract (RGB, on a [0, 1] scale).
+        std: per-channel standard deviation to divide by.
+
+    Example:
+        >>> t = PRETRAINED["resnet50.IMAGENET1K_V2"].transform
+        >>> t.resize_size, t.crop_size
+        (232, 224)
+    """
+
+    resize_size: int
+    crop_size: int
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def build(self) -> tnn.Module:
+        """torchvision's `ImageClassification` preset with these settings (PIL image or tensor in).
+
+        Example:
+            >>> from PIL import Image
+            >>> PRETRAINED["resnet18.IMAGENET1K_V1"].transform.build()(Image.new("RGB", (300, 260))).shape
+            torch.Size([3, 224, 224])
+        """
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms._presets import ImageClassification
+
+        return ImageClassification(
+            crop_size=self.crop_size,
+            resize_size=self.resize_size,
+            mean=self.mean,
+            std=self.std,
+            interpolation=InterpolationMode(self.interpolation),
+        )
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Where a named set of pretrained ResNet weights comes from, and what it expects.
+
+    Args:
+        name: the name users pass as `weights=` to `load_weights`, `"<arch>.<tag>"`:
+            torchvision's enum names (`"resnet50.IMAGENET1K_V2"`) and timm's
+            (`"resnet50.tv2_in1k"`); the architecture's factory also takes the
+            tag alone (`resnet50(weights="IMAGENET1K_V2")`).
         url: the download address.
         file_name: the name of the file in the cache (`$TORCH_HOME/hub/checkpoints/`).
         hash_prefix: leading hex digits of the file's SHA-256, or `None` when the
             publisher gives none.
         num_classes: classes of the checkpoint's classifier.
         description: where the weights were trained, for messages and docs.
+        arch: the architecture the file is for (`"resnet50"`).
+        transform: the evaluation transform the weights were trained for.
 
     Example:
-        >>> PRETRAINED["IMAGENET1K_V1"].file_name
+        >>> PRETRAINED["resnet34.IMAGENET1K_V1"].file_name
         'resnet34-b627a593.pth'
     """
 
@@ -78,6 +130,13 @@ class PretrainedWeights:
     hash_prefix: str | None
     num_classes: int
     description: str
+    arch: str
+    transform: InferenceTransform
+
+    @property
+    def tag(self) -> str:
+        """The name without the architecture: `"IMAGENET1K_V2"`, `"tv2_in1k"`."""
+        return self.name.split(".", 1)[1]
 
     @property
     def cache_path(self) -> Path:
@@ -85,33 +144,100 @@ class PretrainedWeights:
         return Path(torch.hub.get_dir()) / "checkpoints" / self.file_name
 
 
-def _torchvision_imagenet1k_v1() -> PretrainedWeights:
-    from torchvision.models import ResNet34_Weights
+def _torchvision_weights() -> dict[str, PretrainedWeights]:
+    """Every ImageNet entry of torchvision's ResNet weights enums, read, not copied."""
+    from torchvision import models
 
-    entry = ResNet34_Weights.IMAGENET1K_V1
-    file_name = entry.url.rsplit("/", 1)[-1]
-    return PretrainedWeights(
-        name="IMAGENET1K_V1",
-        url=entry.url,
-        file_name=file_name,
-        hash_prefix=file_name.rsplit("-", 1)[-1].split(".")[0],
-        num_classes=len(entry.meta["categories"]),
-        description="torchvision ResNet34, ImageNet-1k (acc@1 73.314)",
-    )
+    found = {}
+    for arch, enum in TORCHVISION_WEIGHTS.items():
+        for entry in getattr(models, enum):
+            preset = entry.transforms()
+            file_name = entry.url.rsplit("/", 1)[-1]
+            accuracy = entry.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+            spec = PretrainedWeights(
+                name=f"{arch}.{entry.name}",
+                url=entry.url,
+                file_name=file_name,
+                hash_prefix=file_name.rsplit("-", 1)[-1].split(".")[0],
+                num_classes=len(entry.meta["categories"]),
+                description=f"torchvision {arch} {entry.name}, ImageNet-1k (acc@1 {accuracy})",
+                arch=arch,
+                transform=InferenceTransform(
+                    resize_size=int(preset.resize_size[0]),
+                    crop_size=int(preset.crop_size[0]),
+                    interpolation=preset.interpolation.value,
+                    mean=tuple(preset.mean),
+                    std=tuple(preset.std),
+                ),
+            )
+            found[spec.name] = spec
+    return found
 
 
-PRETRAINED: dict[str, PretrainedWeights] = {
-    "IMAGENET1K_V1": _torchvision_imagenet1k_v1(),
-    "resnet34.tv_in1k": PretrainedWeights(
-        name="resnet34.tv_in1k",
-        url="https://huggingface.co/timm/resnet34.tv_in1k/resolve/main/model.safetensors",
-        file_name="timm-resnet34.tv_in1k.safetensors",
-        hash_prefix=None,
-        num_classes=1000,
-        description="timm's copy of torchvision's ResNet34 ImageNet-1k weights",
-    ),
+TORCHVISION_WEIGHTS: dict[str, str] = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+    "resnet152": "ResNet152_Weights",
+    "wide_resnet50_2": "Wide_ResNet50_2_Weights",
+    "wide_resnet101_2": "Wide_ResNet101_2_Weights",
+    "resnext50_32x4d": "ResNeXt50_32X4D_Weights",
+    "resnext101_32x8d": "ResNeXt101_32X8D_Weights",
+    "resnext101_64x4d": "ResNeXt101_64X4D_Weights",
 }
-"""Named pretrained weights that `resnet34(weights=...)` accepts."""
+"""Each architecture's weights enum in `torchvision.models`."""
+
+_TIMM_ORIGINS: dict[str, str] = {
+    # timm's names for its safetensors copies of torchvision's files, with the file each
+    # copies (timm's resnet.py default_cfgs). Its tv_in1k ResNet18..152 copy torchvision's
+    # first releases of the V1 weights (other file names than today's V1 files).
+    "resnet18.tv_in1k": "https://download.pytorch.org/models/resnet18-5c106cde.pth",
+    "resnet34.tv_in1k": "https://download.pytorch.org/models/resnet34-333f7ec4.pth",
+    "resnet50.tv_in1k": "https://download.pytorch.org/models/resnet50-19c8e357.pth",
+    "resnet50.tv2_in1k": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+    "resnet101.tv_in1k": "https://download.pytorch.org/models/resnet101-5d3b4d8f.pth",
+    "resnet101.tv2_in1k": "https://download.pytorch.org/models/resnet101-cd907fc2.pth",
+    "resnet152.tv_in1k": "https://download.pytorch.org/models/resnet152-b121ed2d.pth",
+    "resnet152.tv2_in1k": "https://download.pytorch.org/models/resnet152-f82ba261.pth",
+    "wide_resnet50_2.tv_in1k": "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth",
+    "wide_resnet50_2.tv2_in1k": "https://download.pytorch.org/models/wide_resnet50_2-9ba9bcbe.pth",
+    "wide_resnet101_2.tv_in1k": "https://download.pytorch.org/models/wide_resnet101_2-32ee1156.pth",
+    "wide_resnet101_2.tv2_in1k": "https://download.pytorch.org/models/wide_resnet101_2-d733dc28.pth",
+    "resnext50_32x4d.tv_in1k": "https://download.pytorch.org/models/resnext50_32x4d-7cdf4587.pth",
+    "resnext50_32x4d.tv2_in1k": "https://download.pytorch.org/models/resnext50_32x4d-1a0047aa.pth",
+    "resnext101_32x8d.tv_in1k": "https://download.pytorch.org/models/resnext101_32x8d-8ba56ff5.pth",
+    "resnext101_32x8d.tv2_in1k": "https://download.pytorch.org/models/resnext101_32x8d-110c445d.pth",
+    "resnext101_64x4d.tv_in1k": "https://download.pytorch.org/models/resnext101_64x4d-173b62eb.pth",
+}
+
+
+def _timm_weights(torchvision: dict[str, PretrainedWeights]) -> dict[str, PretrainedWeights]:
+    """timm's Hugging Face copies; each expects the transform of the torchvision recipe it copies."""
+    found = {}
+    for name, origin in _TIMM_ORIGINS.items():
+        arch, tag = name.split(".")
+        recipe = torchvision[f"{arch}.IMAGENET1K_{'V2' if tag == 'tv2_in1k' else 'V1'}"]
+        found[name] = PretrainedWeights(
+            name=name,
+            url=f"https://huggingface.co/timm/{name}/resolve/main/model.safetensors",
+            file_name=f"timm-{name}.safetensors",
+            hash_prefix=None,
+            num_classes=1000,
+            description=f"timm's safetensors copy of {origin}",
+            arch=arch,
+            transform=recipe.transform,
+        )
+    return found
+
+
+def _all_weights() -> dict[str, PretrainedWeights]:
+    torchvision = _torchvision_weights()
+    return {**torchvision, **_timm_weights(torchvision)}
+
+
+PRETRAINED: dict[str, PretrainedWeights] = _all_weights()
+"""Named pretrained weights, `"<arch>.<tag>"`: every torchvision ImageNet entry and timm's copies."""
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -161,7 +287,7 @@ def fetch_pretrained(name: str, *, progress: bool = True) -> Path:
     cached file is used as it is (call `verify_file_hash` to check it).
 
     Args:
-        name: a key of `PRETRAINED`, e.g. `"IMAGENET1K_V1"`.
+        name: a key of `PRETRAINED`, e.g. `"resnet34.IMAGENET1K_V1"`.
         progress: show a download progress bar.
 
     Returns:
@@ -174,7 +300,7 @@ def fetch_pretrained(name: str, *, progress: bool = True) -> Path:
         ChecksumError: the downloaded file fails the hash check.
 
     Example:
-        >>> fetch_pretrained("IMAGENET1K_V1").name  # doctest: +SKIP
+        >>> fetch_pretrained("resnet34.IMAGENET1K_V1").name  # doctest: +SKIP
         'resnet34-b627a593.pth'
     """
     if name not in PRETRAINED:
@@ -405,7 +531,7 @@ def check_weights_source(weights: str | os.PathLike[str] | Mapping[str, Tensor])
         ValueError: an unknown name that is not a file either.
 
     Example:
-        >>> check_weights_source("IMAGENET1K_V1")
+        >>> check_weights_source("resnet34.IMAGENET1K_V1")
         >>> check_weights_source("IMAGENET1K_V9")
         Traceback (most recent call last):
         ...
@@ -437,7 +563,7 @@ def load_weights(
 
     Args:
         model: the model to fill (in place).
-        weights: a key of `PRETRAINED` (`"IMAGENET1K_V1"`, `"resnet34.tv_in1k"`),
+        weights: a key of `PRETRAINED` (`"resnet34.IMAGENET1K_V1"`, `"resnet34.tv_in1k"`),
             a path to a `.pth` / `.safetensors` file, or a state dict already in memory.
         progress: show a download progress bar.
 

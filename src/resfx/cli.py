@@ -54,7 +54,7 @@ _CLI_DEFAULTS: dict[str, Any] = {"output_dir": "runs/train"}
 _DEBUG_VARIABLE = "RESFX_DEBUG"
 
 _ORDINARY_ERRORS = (
-    ValueError,  # every validation error, CheckpointError, CheckpointMismatchError
+    ValueError,  # every validation error, CheckpointError, CheckpointMismatchError, bad images
     OSError,  # files, folders, a full disk; OutputDirectoryError
     NonFiniteLossError,
     DatasetUnavailableError,
@@ -144,6 +144,17 @@ def _optional_text(value: str) -> str | None:
     return None if value.lower() == "none" else value
 
 
+def _optional(base: type) -> Callable[[str], Any]:
+    """A flag converter where `none` (any case) means `None` and anything else is `base`."""
+
+    def convert(value: str) -> Any:
+        text = _optional_text(value)
+        return None if text is None else base(text)
+
+    convert.__name__ = base.__name__  # argparse names the type in its error messages
+    return convert
+
+
 def add_dataclass_flags(
     parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any] | None = None
 ) -> None:
@@ -187,9 +198,7 @@ def add_dataclass_flags(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
             )
         elif base in (int, float, str):
-            converter: Callable[[str], Any] = _optional_text if optional else base
-            if optional and base is not str:
-                raise TypeError(f"field {field.name}: only str fields may also be None")
+            converter: Callable[[str], Any] = _optional(base) if optional else base
             parser.add_argument(flag, type=converter, default=default, help=help_text)
         else:
             raise TypeError(f"field {field.name} has type {kind}, which has no flag form")
@@ -441,10 +450,11 @@ def _register_bench(subcommands: Any) -> None:
 
 def _run_summary(namespace: argparse.Namespace) -> int:
     from ._freeze import freeze_to, parameter_summary
-    from .models import resnet18, resnet34
+    from .models import create_model
 
-    factory = resnet34 if namespace.model == "resnet34" else resnet18
-    model = factory(weights=namespace.weights, num_classes=namespace.num_classes)
+    model = create_model(
+        namespace.arch, weights=namespace.weights, num_classes=namespace.num_classes
+    )
     if namespace.freeze_to != "nothing":
         freeze_to(model, namespace.freeze_to, bn=namespace.bn)
     print(parameter_summary(model).table())
@@ -453,21 +463,23 @@ def _run_summary(namespace: argparse.Namespace) -> int:
 
 def _register_summary(subcommands: Any) -> None:
     from ._freeze import _POLICIES
-    from .models import STAGES
+    from .models import STAGES, list_models
 
     parser = subcommands.add_parser(
         "summary",
         help="print a ResNet's parameter table: shapes, counts, trainable or frozen, BN policy",
         description="Build a ResNet, optionally freeze it up to a stage, print its parameters.",
     )
-    parser.add_argument("--model", choices=("resnet34", "resnet18"), default="resnet34")
+    parser.add_argument("--arch", "--model", dest="arch", choices=list_models(), default="resnet34")
     parser.add_argument(
         "--weights",
         type=_optional_text,
         default=None,
-        help="IMAGENET1K_V1, resnet34.tv_in1k, a checkpoint path, or none",
+        help="IMAGENET1K_V1, DEFAULT, resnet34.tv_in1k, a checkpoint path, or none",
     )
-    parser.add_argument("--num-classes", type=_int_at_least(1), default=1000)
+    parser.add_argument(
+        "--num-classes", type=int, default=None, help="outputs of fc (default: the weights', 1000)"
+    )
     parser.add_argument(
         "--freeze-to",
         choices=("nothing", *STAGES),
@@ -480,10 +492,44 @@ def _register_summary(subcommands: Any) -> None:
     parser.set_defaults(handler=_run_summary)
 
 
+def _run_probe(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .probe import ProbeArgs, format_probe_table, run_probe
+
+    values = {field.name: getattr(namespace, field.name) for field in fields(ProbeArgs)}
+    try:
+        args = ProbeArgs(**values)
+    except ValueError as error:
+        parser.error(str(error))
+    rows = run_probe(args)
+    dataset = rows[0].dataset if rows else args.data
+    print(f"resfx probe: linear probe per stage on {dataset} ({args.weights or 'random'} weights)")
+    print(format_probe_table(rows))
+    if args.output_dir is not None:
+        print(f"wrote: {args.output_dir}/probe.json, {args.output_dir}/probe.png")
+    return 0
+
+
+def _register_probe(subcommands: Any) -> None:
+    from .probe import ProbeArgs
+
+    parser = subcommands.add_parser(
+        "probe",
+        help="which stage transfers best: a linear probe on each stage's frozen features",
+        description=(
+            "For each architecture, one frozen pass computes every chosen stage's pooled "
+            "features (cached per stage); a linear head is trained on each and tested. Prints "
+            "a table, writes probe.json and probe.png into --output-dir."
+        ),
+    )
+    add_dataclass_flags(parser, ProbeArgs)
+    parser.set_defaults(handler=lambda namespace: _run_probe(namespace, parser))
+
+
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     _register_train,
     _register_bench,
     _register_summary,
+    _register_probe,
 )
 """One registration function per subcommand, in `--help` order."""
 

@@ -2,13 +2,15 @@
 
 Example:
     >>> from resfx import weights
-    >>> sorted(weights.PRETRAINED)
-    ['IMAGENET1K_V1', 'resnet34.tv_in1k']
+    >>> sorted(name for name in weights.PRETRAINED if name.startswith("resnet34."))
+    ['resnet34.IMAGENET1K_V1', 'resnet34.tv_in1k']
 """
 
 from ._weights import PRETRAINED as PRETRAINED
+from ._weights import TORCHVISION_WEIGHTS as TORCHVISION_WEIGHTS
 from ._weights import CheckpointMismatchError as CheckpointMismatchError
 from ._weights import ChecksumError as ChecksumError
+from ._weights import InferenceTransform as InferenceTransform
 from ._weights import PretrainedWeights as PretrainedWeights
 from ._weights import WeightsUnavailableError as WeightsUnavailableError
 from ._weights import check_state_dict as check_state_dict
@@ -21,8 +23,10 @@ from ._weights import verify_file_hash as verify_file_hash
 
 __all__ = [
     "PRETRAINED",
+    "TORCHVISION_WEIGHTS",
     "CheckpointMismatchError",
     "ChecksumError",
+    "InferenceTransform",
     "PretrainedWeights",
     "WeightsUnavailableError",
     "check_state_dict",

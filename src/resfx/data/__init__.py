@@ -1,4 +1,4 @@
-"""Data for the feature-extraction job: CIFAR-10, the seed's transform, a device-side fast path.
+"""Data for the feature-extraction job: CIFAR-10, image folders, any Dataset, a device-side fast path.
 
 Example:
     >>> from resfx import data
@@ -17,13 +17,29 @@ from ._cifar import check_subset_size as check_subset_size
 from ._cifar import get_cifar_subset as get_cifar_subset
 from ._cifar import load_cifar10 as load_cifar10
 from ._cifar import seed_transform as seed_transform
+from ._dataset import from_dataset as from_dataset
+from ._decode import BadImageError as BadImageError
+from ._decode import BadImagePolicy as BadImagePolicy
+from ._decode import resize_to_square as resize_to_square
+from ._decode import to_uint8_image as to_uint8_image
 from ._device import DATASETS as DATASETS
+from ._device import DEFAULT_MEMORY_BUDGET_MIB as DEFAULT_MEMORY_BUDGET_MIB
 from ._device import ImageSplit as ImageSplit
+from ._device import StreamedSplit as StreamedSplit
 from ._device import describe_preprocessing as describe_preprocessing
 from ._device import epoch_order as epoch_order
 from ._device import iterate_batches as iterate_batches
 from ._device import load_split as load_split
+from ._device import materialise as materialise
 from ._device import preprocess as preprocess
+from ._folder import FolderLayout as FolderLayout
+from ._folder import FolderLayoutError as FolderLayoutError
+from ._folder import load_folder_split as load_folder_split
+from ._folder import read_image_file as read_image_file
+from ._folder import scan_image_folder as scan_image_folder
+from ._load import load_data as load_data
+from ._subset import SubsetKind as SubsetKind
+from ._subset import choose_subset as choose_subset
 from ._synthetic import SyntheticCIFAR10 as SyntheticCIFAR10
 
 __all__ = [
@@ -31,18 +47,34 @@ __all__ = [
     "CIFAR10_SIZES",
     "CIFAR10_URL",
     "DATASETS",
+    "DEFAULT_MEMORY_BUDGET_MIB",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "BadImageError",
+    "BadImagePolicy",
     "DatasetUnavailableError",
+    "FolderLayout",
+    "FolderLayoutError",
     "ImageSplit",
+    "StreamedSplit",
+    "SubsetKind",
     "SyntheticCIFAR10",
     "check_subset_size",
+    "choose_subset",
     "describe_preprocessing",
     "epoch_order",
+    "from_dataset",
     "get_cifar_subset",
     "iterate_batches",
     "load_cifar10",
+    "load_data",
+    "load_folder_split",
     "load_split",
+    "materialise",
     "preprocess",
+    "read_image_file",
+    "resize_to_square",
+    "scan_image_folder",
     "seed_transform",
+    "to_uint8_image",
 ]

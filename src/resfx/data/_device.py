@@ -14,7 +14,8 @@ resizes floats; bilinear upsampling (32 -> 224) is the same filter in both
 """
 
 import functools
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +26,16 @@ from torch.utils.data import DistributedSampler
 
 from .._typing import Images, ImagesUInt8, Labels
 from ._cifar import CIFAR10_SIZES, IMAGENET_MEAN, IMAGENET_STD, check_subset_size, load_cifar10
+from ._decode import BadImageError, BadImagePolicy, Loader, decode_examples, describe_store
+from ._subset import SubsetKind, choose_subset
 from ._synthetic import SyntheticCIFAR10
 
 DATASETS: tuple[str, ...] = ("cifar10", "synthetic")
-"""Names `load_split` (and `TrainingArgs.data`) accept."""
+"""Names `load_split` (and `TrainingArgs.data`) accept; `TrainingArgs.data` also takes a folder."""
+
+DEFAULT_MEMORY_BUDGET_MIB: int = 2048
+"""Images up to this many MiB (uint8 at the store size) are held on the device; larger sets
+are streamed. 2 GiB holds 2.1 million 32x32 images, or 14,000 at 224x224."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,13 @@ class ImageSplit:
         images: the images, uint8 `(n, 3, 32, 32)`, channels first.
         labels: their classes.
         indices: each image's position in the full split.
-        dataset: `"cifar10"` or `"synthetic"`.
+        dataset: `"cifar10"`, `"synthetic"`, or the name of a folder or Dataset.
         split: `"train"` or `"test"`.
+        skipped: unreadable images left out when it was made (`on_bad_image="skip"`).
+        classes: the class names, when the source has them (folders, Datasets).
 
     Raises:
-        ValueError: the name of the dataset or split is unknown.
+        ValueError: the split is not `"train"` or `"test"`.
 
     Example:
         >>> import torch
@@ -58,10 +67,10 @@ class ImageSplit:
     indices: Int[Tensor, " b"]
     dataset: str
     split: str
+    skipped: int = 0
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {DATASETS}")
         if self.split not in CIFAR10_SIZES:
             raise ValueError(f"unknown split {self.split!r}; expected 'train' or 'test'")
 
@@ -78,8 +87,255 @@ class ImageSplit:
             device(type='cpu')
         """
         return ImageSplit(
-            self.images.to(device), self.labels.to(device), self.indices, self.dataset, self.split
+            self.images.to(device),
+            self.labels.to(device),
+            self.indices,
+            self.dataset,
+            self.split,
+            self.skipped,
+            self.classes,
         )
+
+    @property
+    def device(self) -> torch.device:
+        """Where the images are."""
+        return self.images.device
+
+    def gather(self, chosen: Int[Tensor, " m"]) -> ImagesUInt8:
+        """The uint8 images at `chosen` (positions in this split), on the split's device.
+
+        Example:
+            >>> s = load_split("synthetic", "test", 4)
+            >>> s.gather(torch.tensor([3, 1])).shape
+            torch.Size([2, 3, 32, 32])
+        """
+        return self.images[chosen]
+
+    def content_digest(self) -> str:
+        """SHA-256 of the indices, the images' bytes and the labels, in order (for cache keys).
+
+        Example:
+            >>> len(load_split("synthetic", "test", 2).content_digest())
+            64
+        """
+        digest = hashlib.sha256()
+        for name in ("indices", "images", "labels"):
+            tensor = getattr(self, name)
+            flat = tensor.detach().reshape(-1).contiguous().cpu()
+            digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+
+class StreamedSplit:
+    """A split too large for the memory budget: each batch is decoded from its source again.
+
+    Same interface as `ImageSplit` for everything resfx does with a split
+    (`labels`, `indices`, `dataset`, `split`, `len`, `to`, `gather`,
+    `content_digest`, `device`); `gather` decodes the chosen images, resizes
+    them to the store size and sends them to the device, so host memory holds
+    one batch.
+
+    Args:
+        loader: `loader(i) -> (image, label)` for positions of the source.
+        positions: the source positions of this split's examples, in order.
+        labels: their labels.
+        indices: each example's index in the full split (for keys and reports).
+        dataset: the dataset's name.
+        split: `"train"` or `"test"`.
+        store_size: side of the stored square images.
+        digest: content hash of the source's examples (computed by the source).
+        describe: names position `i` in messages (a file path).
+        device: where gathered images go.
+        skipped: unreadable images left out when it was made.
+        classes: the class names, if known.
+
+    Example:
+        >>> loader = lambda i: (torch.full((3, 8, 8), i, dtype=torch.uint8), i % 2)
+        >>> s = StreamedSplit(loader, [0, 1, 2], torch.tensor([0, 1, 0]), torch.arange(3),
+        ...                   "toy", "test", 8, "abc", str)
+        >>> s.gather(torch.tensor([2, 0]))[:, 0, 0, 0].tolist()
+        [2, 0]
+    """
+
+    def __init__(
+        self,
+        loader: Loader,
+        positions: Sequence[int],
+        labels: Labels,
+        indices: Int[Tensor, " b"],
+        dataset: str,
+        split: str,
+        store_size: int,
+        digest: str,
+        describe: Callable[[int], str],
+        device: torch.device | str = "cpu",
+        skipped: int = 0,
+        classes: tuple[str, ...] = (),
+    ) -> None:
+        self.loader = loader
+        self.positions = list(positions)
+        self.labels = labels
+        self.indices = indices
+        self.dataset = dataset
+        self.split = split
+        self.store_size = store_size
+        self.digest = digest
+        self.describe = describe
+        self.device = torch.device(device)
+        self.skipped = skipped
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def to(self, device: torch.device | str) -> "StreamedSplit":
+        """The same split, gathering onto `device` (labels move there now).
+
+        Example:
+            >>> loader = lambda i: (torch.zeros(3, 4, 4, dtype=torch.uint8), 0)
+            >>> s = StreamedSplit(loader, [0], torch.tensor([0]), torch.arange(1), "t", "test",
+            ...                   4, "", str)
+            >>> s.to("cpu").device.type
+            'cpu'
+        """
+        return StreamedSplit(
+            self.loader,
+            self.positions,
+            self.labels.to(device),
+            self.indices,
+            self.dataset,
+            self.split,
+            self.store_size,
+            self.digest,
+            self.describe,
+            device,
+            self.skipped,
+            self.classes,
+        )
+
+    def gather(self, chosen: Int[Tensor, " m"]) -> ImagesUInt8:
+        """Decode the examples at `chosen` (positions in this split) into uint8 on the device.
+
+        Raises:
+            BadImageError: an image that decoded before no longer does (the file changed).
+
+        Example:
+            >>> loader = lambda i: (torch.zeros(3, 4, 4, dtype=torch.uint8), 0)
+            >>> s = StreamedSplit(loader, [0, 0], torch.tensor([0, 0]), torch.arange(2), "t",
+            ...                   "test", 4, "", str)
+            >>> s.gather(torch.tensor([1])).shape
+            torch.Size([1, 3, 4, 4])
+        """
+        positions = [self.positions[int(i)] for i in chosen.tolist()]
+        decoded = decode_examples(self.loader, positions, self.store_size, self.describe, "error")
+        return torch.stack(decoded.images).to(self.device, non_blocking=True)
+
+    def content_digest(self) -> str:
+        """The content hash of the examples, from the source (file bytes or decoded pixels).
+
+        Example:
+            >>> loader = lambda i: (torch.zeros(3, 4, 4, dtype=torch.uint8), 0)
+            >>> StreamedSplit(loader, [0], torch.tensor([0]), torch.arange(1), "t", "test", 4,
+            ...               "abc", str).content_digest()
+            'abc'
+        """
+        return self.digest
+
+
+def materialise(
+    loader: Loader,
+    positions: Sequence[int],
+    *,
+    dataset: str,
+    split: str,
+    store_size: int,
+    describe: Callable[[int], str],
+    memory_budget_mib: int = DEFAULT_MEMORY_BUDGET_MIB,
+    on_bad_image: BadImagePolicy = "error",
+    classes: tuple[str, ...] = (),
+) -> ImageSplit | StreamedSplit:
+    """Decode a source's examples once into an `ImageSplit`, or stream them over the budget.
+
+    Args:
+        loader: `loader(i) -> (image, label)`.
+        positions: which of the source's examples, in order.
+        dataset: the name reports and cache keys use.
+        split: `"train"` or `"test"`.
+        store_size: side of the stored square images.
+        describe: names position `i` (a file path) in messages.
+        memory_budget_mib: the most MiB of uint8 images held at once.
+        on_bad_image: `"error"` or `"skip"` (see `BadImagePolicy`).
+        classes: the class names, if known.
+
+    Returns:
+        An `ImageSplit` (resident, on the CPU) or a `StreamedSplit`.
+
+    Raises:
+        BadImageError: unreadable images with `on_bad_image="error"`, or none readable.
+        ValueError: a non-positive budget or store size.
+
+    Example:
+        >>> loader = lambda i: (torch.full((3, 6, 6), 9, dtype=torch.uint8), 1)
+        >>> s = materialise(loader, [0, 1], dataset="toy", split="test", store_size=4,
+        ...                 describe=str)
+        >>> type(s).__name__, tuple(s.images.shape)
+        ('ImageSplit', (2, 3, 4, 4))
+        >>> type(materialise(loader, [0, 1], dataset="toy", split="test", store_size=4,
+        ...                  describe=str, memory_budget_mib=0)).__name__
+        'StreamedSplit'
+    """
+    if store_size < 1 or memory_budget_mib < 0:
+        raise ValueError(
+            f"store_size must be positive and memory_budget_mib non-negative, got {store_size} "
+            f"and {memory_budget_mib}"
+        )
+    needed = len(positions) * 3 * store_size * store_size
+    if needed <= memory_budget_mib * 2**20:
+        decoded = decode_examples(loader, positions, store_size, describe, on_bad_image)
+        if not decoded.images:
+            raise BadImageError(f"none of the {len(positions)} images could be read")
+        return ImageSplit(
+            torch.stack(decoded.images),
+            torch.tensor(decoded.labels, dtype=torch.int64),
+            torch.tensor(decoded.kept, dtype=torch.int64),
+            dataset,
+            split,
+            skipped=len(decoded.bad),
+            classes=classes,
+        )
+    # Over the budget: one pass checks every image, reads the labels and hashes the pixels
+    # for the cache key; only one chunk is held at a time.
+    kept: list[int] = []
+    labels: list[int] = []
+    bad = 0
+    digest = hashlib.sha256(describe_store(store_size).encode())
+    for start in range(0, len(positions), 256):
+        chunk = list(positions[start : start + 256])
+        decoded = decode_examples(loader, chunk, store_size, describe, on_bad_image)
+        kept += decoded.kept
+        labels += decoded.labels
+        bad += len(decoded.bad)
+        for image in decoded.images:
+            digest.update(image.numpy().tobytes())
+    if not kept:
+        raise BadImageError(f"none of the {len(positions)} images could be read")
+    label_tensor = torch.tensor(labels, dtype=torch.int64)
+    digest.update(label_tensor.numpy().tobytes())
+    digest.update(torch.tensor(kept, dtype=torch.int64).numpy().tobytes())
+    return StreamedSplit(
+        loader,
+        kept,
+        label_tensor,
+        torch.tensor(kept, dtype=torch.int64),
+        dataset,
+        split,
+        store_size,
+        digest.hexdigest(),
+        describe,
+        skipped=bad,
+        classes=classes,
+    )
 
 
 def load_split(
@@ -90,6 +346,7 @@ def load_split(
     root: str | Path = "data",
     download: bool = True,
     seed: int = 0,
+    subset: SubsetKind = "first",
 ) -> ImageSplit:
     """The first `size` examples of a split (the seed's subset), as uint8 tensors on the CPU.
 
@@ -99,7 +356,8 @@ def load_split(
         size: how many examples, from the start of the split.
         root: CIFAR-10's folder (unused for synthetic data).
         download: download CIFAR-10 when its files are missing.
-        seed: selects the synthetic dataset (unused for CIFAR-10).
+        seed: selects the synthetic dataset, and seeds a random or stratified subset.
+        subset: `"first"` (the seed's), `"random"` or `"stratified"` (see `choose_subset`).
 
     Returns:
         The subset.
@@ -118,15 +376,25 @@ def load_split(
     if split not in CIFAR10_SIZES:
         raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
     check_subset_size(split, size, CIFAR10_SIZES[split])
-    indices = torch.arange(size)
     if dataset == "synthetic":
         source = SyntheticCIFAR10(train=split == "train", seed=seed)
+        every = [] if subset == "first" else source.labels(torch.arange(len(source))).tolist()
+        indices = _subset_indices(every, size, subset, seed)
         return ImageSplit(source.images(indices), source.labels(indices), indices, dataset, split)
     cifar = load_cifar10(root, train=split == "train", download=download)
     check_subset_size(split, size, len(cifar))
-    images = torch.from_numpy(cifar.data[:size]).permute(0, 3, 1, 2).contiguous()
-    labels = torch.tensor(cifar.targets[:size], dtype=torch.int64)
+    indices = _subset_indices(cifar.targets, size, subset, seed)
+    images = torch.from_numpy(cifar.data[indices.numpy()]).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor(cifar.targets, dtype=torch.int64)[indices]
     return ImageSplit(images, labels, indices, dataset, split)
+
+
+def _subset_indices(
+    labels: Sequence[int], size: int, subset: SubsetKind, seed: int
+) -> Int[Tensor, " b"]:
+    if subset == "first":
+        return torch.arange(size)
+    return torch.tensor(choose_subset(labels, size, subset, seed=seed), dtype=torch.int64)
 
 
 @functools.lru_cache(maxsize=8)
@@ -225,7 +493,7 @@ def epoch_order(
 
 
 def iterate_batches(
-    split: ImageSplit,
+    split: ImageSplit | StreamedSplit,
     order: Int[Tensor, " m"],
     batch_size: int,
     *,
@@ -235,7 +503,8 @@ def iterate_batches(
     """Preprocessed batches of `split` in the given order, built on the split's device.
 
     Args:
-        split: the images and labels (move them to the device first).
+        split: the images and labels (move them to the device first); a streamed
+            split decodes each batch here.
         order: the examples to visit, e.g. from [`epoch_order`][resfx.data.epoch_order].
         batch_size: examples per batch; the last batch may be smaller.
         image_size: side of the resized images.
@@ -255,7 +524,10 @@ def iterate_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    order = order.to(split.images.device)
+    labels = split.labels
     for start in range(skip_batches * batch_size, len(order), batch_size):
         chosen = order[start : start + batch_size]
-        yield preprocess(split.images[chosen], image_size), split.labels[chosen]
+        yield (
+            preprocess(split.gather(chosen.to(split.device)), image_size),
+            labels[chosen.to(labels.device)],
+        )

@@ -13,6 +13,7 @@ from ._cache import PRECISIONS as PRECISIONS
 from ._cache import FeatureCache as FeatureCache
 from ._cache import FeatureKey as FeatureKey
 from ._cache import compute_features as compute_features
+from ._cache import compute_stage_features as compute_stage_features
 from ._cache import feature_key as feature_key
 from ._cache import fingerprint_module as fingerprint_module
 from ._cache import tensor_checksum as tensor_checksum
@@ -22,6 +23,7 @@ __all__ = [
     "FeatureCache",
     "FeatureKey",
     "compute_features",
+    "compute_stage_features",
     "feature_key",
     "fingerprint_module",
     "tensor_checksum",

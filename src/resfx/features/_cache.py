@@ -7,23 +7,25 @@ description, the dataset, split, exact indices and the images' own bytes, the
 compute dtype and the BatchNorm policy and modes. Any change gives a different key.
 """
 
+import dataclasses
 import hashlib
 import math
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 from torch import nn as tnn
 
 from .._atomic import atomic_torch_save, remove_stale_temporaries
 from .._typing import Features
-from ..data import ImageSplit, describe_preprocessing, iterate_batches
+from ..data import ImageSplit, StreamedSplit, describe_preprocessing, iterate_batches
 from ..models import ResNet
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -111,6 +113,15 @@ def _batchnorm_modes(model: tnn.Module) -> str:
     )
 
 
+def _refuse_train_mode(model: tnn.Module) -> None:
+    if "T" in _batchnorm_modes(model):
+        raise ValueError(
+            "the model has BatchNorm layers in training mode, so its features would depend "
+            "on the batch they are computed in (and could update running statistics): "
+            "freeze the backbone with bn='eval' or call model.eval() before caching"
+        )
+
+
 @dataclass(frozen=True)
 class FeatureKey:
     """Everything frozen features depend on; two keys are equal only if the features would be.
@@ -130,6 +141,8 @@ class FeatureKey:
         feature_shape: the shape of one example's features (`(512,)` for ResNet34);
             `None` leaves it unchecked.
         dtype: the features' dtype name (resfx computes `float32` features).
+        stage: which output: `"pooled"` (`forward_features`), or a stage of
+            `resfx.models.FEATURE_STAGES` whose feature map is average-pooled.
 
     Example:
         >>> fp32 = FeatureKey("ab", "none", "synthetic", "test", "cd", 3, "fp32", "eval")
@@ -148,6 +161,7 @@ class FeatureKey:
     bn: str
     feature_shape: tuple[int, ...] | None = None
     dtype: str = "float32"
+    stage: str = "pooled"
 
     def digest(self) -> str:
         """SHA-256 over all fields: the cache file's name.
@@ -161,7 +175,7 @@ class FeatureKey:
 
 
 def feature_key(
-    model: ResNet, split: ImageSplit, *, image_size: int, precision: str, bn: str
+    model: ResNet, split: ImageSplit | StreamedSplit, *, image_size: int, precision: str, bn: str
 ) -> FeatureKey:
     """The content key of `model.forward_features` over `split`.
 
@@ -187,15 +201,12 @@ def feature_key(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
-    content = hashlib.sha256()
-    for name in ("indices", "images", "labels"):
-        _update_with_tensor(content, name, getattr(split, name))
     return FeatureKey(
         backbone=fingerprint_module(model, exclude_prefix="fc."),
         preprocessing=describe_preprocessing(image_size),
         dataset=split.dataset,
         split=split.split,
-        content=content.hexdigest(),
+        content=split.content_digest(),
         count=len(split),
         precision=precision,
         bn=f"{bn}:{_batchnorm_modes(model)}",
@@ -205,7 +216,7 @@ def feature_key(
 
 def compute_features(
     model: ResNet,
-    split: ImageSplit,
+    split: ImageSplit | StreamedSplit,
     *,
     image_size: int,
     batch_size: int = 256,
@@ -237,20 +248,64 @@ def compute_features(
         >>> compute_features(model, load_split("synthetic", "test", 3), image_size=32).shape
         torch.Size([3, 32])
     """
+    return compute_stage_features(
+        model, split, ["pooled"], image_size=image_size, batch_size=batch_size, precision=precision
+    )["pooled"]
+
+
+def compute_stage_features(
+    model: ResNet,
+    split: ImageSplit | StreamedSplit,
+    stages: Sequence[str],
+    *,
+    image_size: int,
+    batch_size: int = 256,
+    precision: str = "fp32",
+) -> dict[str, Float[Tensor, "b _"]]:
+    """Average-pooled features of several stages from one inference pass over `split`.
+
+    Each stage's feature map `(b, c, h, w)` is averaged over `h, w`; `"pooled"`
+    is `forward_features` (the same as `"layer4"` pooled).
+
+    Args:
+        model: the ResNet (on the split's device), BatchNorm in eval mode.
+        split: the images.
+        stages: names of `model.feature_stages`.
+        image_size: side of the resized inputs.
+        batch_size: images per forward pass.
+        precision: `"fp32"` or `"bf16"`.
+
+    Returns:
+        float32 features `(len(split), channels)` per stage, on the split's device.
+
+    Raises:
+        ValueError: unknown precision or stage.
+
+    Example:
+        >>> from resfx.models import ResNet, ResNetConfig
+        >>> from resfx.data import load_split
+        >>> model = ResNet(ResNetConfig(width=4)).eval()
+        >>> out = compute_stage_features(model, load_split("synthetic", "test", 3), ["stem", "layer2"],
+        ...                              image_size=32)
+        >>> {k: tuple(v.shape) for k, v in out.items()}
+        {'stem': (3, 4), 'layer2': (3, 8)}
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
-    device = split.images.device
+    device = split.device
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    chunks = []
+    chunks: dict[str, list[Tensor]] = {stage: [] for stage in stages}
     order = torch.arange(len(split))
     with (
         torch.inference_mode(),
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
     ):
         for images, _ in iterate_batches(split, order, batch_size, image_size=image_size):
-            features = model.forward_features(images.contiguous(memory_format=memory_format))
-            chunks.append(features.float())
-    return torch.cat(chunks).clone()
+            outputs = model.forward_stages(images.contiguous(memory_format=memory_format), stages)
+            for stage, output in outputs.items():
+                pooled = output if output.ndim == 2 else output.float().mean(dim=(2, 3))
+                chunks[stage].append(pooled.float())
+    return {stage: torch.cat(parts).clone() for stage, parts in chunks.items()}
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -382,6 +437,17 @@ class FeatureCache:
                 f"{needed / 2**20:.1f} MiB)"
             )
 
+    def _lookup(self, key: FeatureKey) -> Features | None:
+        """The features under `key` from memory or disk (counted as a hit), or `None`."""
+        digest = key.digest()
+        found = self._memory.get(digest)
+        if found is None:
+            found = self._load(key)
+        if found is not None:
+            self.hits += 1
+            self._memory[digest] = found
+        return found
+
     def get_or_compute(self, key: FeatureKey, compute: Callable[[], Features]) -> Features:
         """Return the features stored under `key`, calling `compute()` only when there are none.
 
@@ -399,14 +465,10 @@ class FeatureCache:
             >>> FeatureCache().get_or_compute(key, lambda: torch.ones(1, 2)).tolist()
             [[1.0, 1.0]]
         """
-        digest = key.digest()
-        found = self._memory.get(digest)
-        if found is None:
-            found = self._load(key)
+        found = self._lookup(key)
         if found is not None:
-            self.hits += 1
-            self._memory[digest] = found
             return found
+        digest = key.digest()
         self.misses += 1
         self._check_room(key)
         features = compute()
@@ -429,7 +491,7 @@ class FeatureCache:
     def features(
         self,
         model: ResNet,
-        split: ImageSplit,
+        split: ImageSplit | StreamedSplit,
         *,
         image_size: int,
         batch_size: int = 256,
@@ -462,12 +524,7 @@ class FeatureCache:
             >>> _ = cache.features(model, split, image_size=32); cache.hits
             1
         """
-        if "T" in _batchnorm_modes(model):
-            raise ValueError(
-                "the model has BatchNorm layers in training mode, so its features would depend "
-                "on the batch they are computed in (and could update running statistics): "
-                "freeze the backbone with bn='eval' or call model.eval() before caching"
-            )
+        _refuse_train_mode(model)
         key = feature_key(model, split, image_size=image_size, precision=precision, bn=bn)
         found = self.get_or_compute(
             key,
@@ -475,4 +532,62 @@ class FeatureCache:
                 model, split, image_size=image_size, batch_size=batch_size, precision=precision
             ),
         )
-        return found.to(split.images.device)
+        return found.to(split.device)
+
+    def stage_features(
+        self,
+        model: ResNet,
+        split: ImageSplit | StreamedSplit,
+        stages: Sequence[str],
+        *,
+        image_size: int,
+        batch_size: int = 256,
+        precision: str = "fp32",
+        bn: str = "eval",
+    ) -> dict[str, Float[Tensor, "b _"]]:
+        """Pooled features of each stage, one cache entry per stage, one frozen pass for all.
+
+        Stages found in the cache are reused; the missing ones are computed
+        together in a single pass (`compute_stage_features`) and stored.
+
+        Args:
+            model: the ResNet, frozen, on the split's device.
+            split: the images.
+            stages: names of `model.feature_stages`.
+            image_size: side of the resized inputs.
+            batch_size: images per forward pass when computing.
+            precision: `"fp32"` or `"bf16"`.
+            bn: the BatchNorm policy the backbone was frozen with (part of the key).
+
+        Returns:
+            float32 features per stage, on the split's device.
+
+        Raises:
+            ValueError: a BatchNorm of `model` is in training mode.
+
+        Example:
+            >>> from resfx.models import ResNet, ResNetConfig
+            >>> from resfx.data import load_split
+            >>> model, cache = ResNet(ResNetConfig(width=4)).eval(), FeatureCache()
+            >>> split = load_split("synthetic", "test", 2)
+            >>> _ = cache.stage_features(model, split, ["stem", "layer4"], image_size=32)
+            >>> _ = cache.stage_features(model, split, ["layer4"], image_size=32); cache.hits
+            1
+        """
+        _refuse_train_mode(model)
+        base = feature_key(model, split, image_size=image_size, precision=precision, bn=bn)
+        keys = {stage: dataclasses.replace(base, stage=stage) for stage in stages}
+        found = {stage: self._lookup(key) for stage, key in keys.items()}
+        missing = [stage for stage, value in found.items() if value is None]
+        if missing:
+            computed = compute_stage_features(
+                model,
+                split,
+                missing,
+                image_size=image_size,
+                batch_size=batch_size,
+                precision=precision,
+            )
+            for stage in missing:
+                found[stage] = self.get_or_compute(keys[stage], lambda s=stage: computed[s])
+        return {stage: found[stage].to(split.device) for stage in stages}

@@ -1,11 +1,15 @@
-"""The residual block, the block group and the ResNet, built only from `resfx.nn` modules.
+"""The residual blocks, the block group and the ResNet, built only from `resfx.nn` modules.
 
 Module and parameter names are torchvision's (`conv1`, `bn1`, `layer1.0.conv1`,
 `layer1.0.downsample.0`, ..., `fc`), so its checkpoints load without any mapping.
+One `ResNet` class covers the whole torchvision family: basic blocks (ResNet18/34),
+bottlenecks (ResNet50/101/152), wide bottlenecks (`width_per_group=128`), grouped
+bottlenecks (ResNeXt) and dilated last stages (`replace_stride_with_dilation`).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from jaxtyping import Float
@@ -19,15 +23,32 @@ from ..nn._switch import _tracing
 STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
 """Names of a ResNet's stages, input to output; `freeze_to` takes them."""
 
+FEATURE_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+"""Outputs `ResNet.forward_stages` can return: each stage's feature map, then the pooled vector."""
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    """A 3x3 convolution with padding 1 and no bias (BatchNorm follows it).
+BlockKind = Literal["basic", "bottleneck"]
+"""`"basic"`: two 3x3 convolutions (ResNet18/34); `"bottleneck"`: 1x1, 3x3, 1x1 (ResNet50+)."""
+
+
+def conv3x3(
+    in_channels: int, out_channels: int, stride: int = 1, groups: int = 1, dilation: int = 1
+) -> nn.Conv2d:
+    """A 3x3 convolution with padding `dilation` and no bias (BatchNorm follows it).
 
     Example:
         >>> conv3x3(64, 128, stride=2).stride
         (2, 2)
     """
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        3,
+        stride=stride,
+        padding=dilation,
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+    )
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -40,6 +61,13 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
 
+def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:
+    """torchvision's `downsample`: a strided 1x1 convolution and BatchNorm when the shape changes."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
 class BasicBlock(tnn.Module):
     """Two 3x3 convolutions with BatchNorm and a residual shortcut (ResNet18/34's block).
 
@@ -48,8 +76,14 @@ class BasicBlock(tnn.Module):
 
     Args:
         in_channels: channels entering the block.
-        out_channels: channels leaving it.
+        planes: channels leaving it (`planes * expansion`, with `expansion = 1`).
         stride: stride of the first convolution (2 halves the resolution).
+        groups: must be 1 (as in torchvision).
+        base_width: must be 64 (as in torchvision).
+        dilation: must be 1 (as in torchvision).
+
+    Raises:
+        ValueError: `groups`, `base_width` or `dilation` is not the default.
 
     Example:
         >>> import torch
@@ -57,18 +91,41 @@ class BasicBlock(tnn.Module):
         torch.Size([2, 16, 4, 4])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    expansion: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
-        self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        if groups != 1 or base_width != 64 or dilation != 1:
+            raise ValueError(
+                f"BasicBlock supports only groups=1, base_width=64 and dilation=1 (as "
+                f"torchvision's), got {groups}, {base_width} and {dilation}; use "
+                f"block='bottleneck' for wide, grouped or dilated ResNets"
+            )
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU()
-        self.conv2 = conv3x3(out_channels, out_channels)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.downsample = (
-            nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
-            if stride != 1 or in_channels != out_channels
-            else None
-        )
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = _shortcut(in_channels, planes, stride)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        """The BatchNorm before the sum (`zero_init_residual` zeroes its scale).
+
+        Example:
+            >>> b = BasicBlock(4, 4); b.last_bn is b.bn2
+            True
+        """
+        return self.bn2
 
     def forward(self, x: Float[Tensor, "b c_in h w"]) -> Float[Tensor, "b c_out h_out w_out"]:
         """Return `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`.
@@ -84,49 +141,175 @@ class BasicBlock(tnn.Module):
         return self.relu(out + shortcut)
 
 
-def block_group(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
-    """`blocks` residual blocks; the first changes channels and stride, the rest keep them.
+class Bottleneck(tnn.Module):
+    """1x1 reduce, 3x3 (grouped, dilated), 1x1 expand, with BatchNorm and a shortcut.
+
+    torchvision's ResNet v1.5 bottleneck: the stride sits on the 3x3
+    convolution. Its inner width is `int(planes * base_width / 64) * groups`
+    (wide ResNets double `base_width`, ResNeXt sets `groups`); the output has
+    `planes * 4` channels.
 
     Args:
+        in_channels: channels entering the block.
+        planes: the block's base width; the output has `4 * planes` channels.
+        stride: stride of the 3x3 convolution.
+        groups: groups of the 3x3 convolution (ResNeXt's cardinality).
+        base_width: width per group relative to 64.
+        dilation: dilation (and padding) of the 3x3 convolution.
+
+    Raises:
+        ValueError: the inner width would be below 1.
+
+    Example:
+        >>> import torch
+        >>> Bottleneck(16, 4, stride=2)(torch.randn(2, 16, 8, 8)).shape
+        torch.Size([2, 16, 4, 4])
+    """
+
+    expansion: ClassVar[int] = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+    ) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        if width < 1:
+            raise ValueError(
+                f"Bottleneck inner width int({planes} * {base_width} / 64) * {groups} is "
+                f"{width}; raise planes or base_width"
+            )
+        self.conv1 = conv1x1(in_channels, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU()
+        self.downsample = _shortcut(in_channels, planes * self.expansion, stride)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        """The BatchNorm before the sum (`zero_init_residual` zeroes its scale).
+
+        Example:
+            >>> b = Bottleneck(16, 4); b.last_bn is b.bn3
+            True
+        """
+        return self.bn3
+
+    def forward(self, x: Float[Tensor, "b c_in h w"]) -> Float[Tensor, "b c_out h_out w_out"]:
+        """Return `relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x))`.
+
+        Example:
+            >>> import torch
+            >>> Bottleneck(16, 4)(torch.randn(1, 16, 6, 6)).shape
+            torch.Size([1, 16, 6, 6])
+        """
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+}
+"""Block classes by `ResNetConfig.block` name."""
+
+
+def block_group(
+    block: type[BasicBlock] | type[Bottleneck],
+    in_channels: int,
+    planes: int,
+    blocks: int,
+    *,
+    stride: int = 1,
+    groups: int = 1,
+    base_width: int = 64,
+    first_dilation: int = 1,
+    dilation: int = 1,
+) -> nn.Sequential:
+    """`blocks` residual blocks; the first changes channels and stride, the rest keep them.
+
+    As torchvision's `_make_layer`: the first block gets `stride` and the
+    dilation before the group (`first_dilation`), the others `dilation`.
+
+    Args:
+        block: `BasicBlock` or `Bottleneck`.
         in_channels: channels entering the group.
-        out_channels: channels of every block's output.
+        planes: the blocks' base width (output channels are `planes * block.expansion`).
         blocks: number of blocks, at least 1.
         stride: stride of the first block.
+        groups: groups of each 3x3 convolution.
+        base_width: width per group.
+        first_dilation: dilation of the first block.
+        dilation: dilation of the other blocks.
 
     Raises:
         ValueError: `blocks` is less than 1.
 
     Example:
-        >>> len(block_group(64, 128, blocks=4, stride=2))
+        >>> len(block_group(BasicBlock, 64, 128, blocks=4, stride=2))
         4
     """
     if blocks < 1:
         raise ValueError(f"a block group needs at least 1 block, got {blocks}")
+    shared = {"groups": groups, "base_width": base_width}
+    out_channels = planes * block.expansion
     return nn.Sequential(
-        BasicBlock(in_channels, out_channels, stride),
-        *(BasicBlock(out_channels, out_channels) for _ in range(blocks - 1)),
+        block(in_channels, planes, stride, dilation=first_dilation, **shared),
+        *(block(out_channels, planes, dilation=dilation, **shared) for _ in range(blocks - 1)),
     )
 
 
 @dataclass(frozen=True)
 class ResNetConfig:
-    """Shape of a ResNet built from basic blocks.
+    """Shape of a ResNet: blocks, counts, widths, groups, dilation (torchvision's arguments).
 
     Args:
-        layers: blocks in each of the four groups; `(3, 4, 6, 3)` is ResNet34,
-            `(2, 2, 2, 2)` ResNet18.
+        layers: blocks in each of the four groups; `(3, 4, 6, 3)` is ResNet34
+            (basic) or ResNet50 (bottleneck), `(2, 2, 2, 2)` ResNet18.
         num_classes: outputs of the final linear layer.
-        width: channels of the stem and first group (64 in the paper); the
-            groups have `width * (1, 2, 4, 8)` channels. Tests use a small width.
+        width: channels of the stem and the first group's `planes` (64 in the
+            paper); the groups have `width * (1, 2, 4, 8)` planes. Tests use a
+            small width.
+        block: `"basic"` or `"bottleneck"`.
+        groups: groups of every 3x3 convolution (ResNeXt: 32 or 64).
+        width_per_group: torchvision's `width_per_group` (64; wide ResNets 128,
+            ResNeXt 4 or 8).
+        replace_stride_with_dilation: for layer2..layer4, keep the resolution
+            and dilate instead of striding (bottleneck only, as in torchvision).
+        zero_init_residual: start each block's last BatchNorm scale at zero,
+            so every block starts as the identity.
+
+    Raises:
+        ValueError: a count or width is not positive, or an option the block
+            does not support is set.
 
     Example:
         >>> ResNetConfig(layers=(2, 2, 2, 2), width=8).feature_dim
         64
+        >>> ResNetConfig(block="bottleneck").feature_dim
+        2048
     """
 
     layers: tuple[int, int, int, int] = (3, 4, 6, 3)
     num_classes: int = 1000
     width: int = 64
+    block: BlockKind = "basic"
+    groups: int = 1
+    width_per_group: int = 64
+    replace_stride_with_dilation: tuple[bool, bool, bool] = (False, False, False)
+    zero_init_residual: bool = False
 
     def __post_init__(self) -> None:
         if len(self.layers) != 4 or any(n < 1 for n in self.layers):
@@ -135,11 +318,51 @@ class ResNetConfig:
             raise ValueError(
                 f"num_classes and width must be positive, got {self.num_classes} and {self.width}"
             )
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown block {self.block!r}; expected one of {sorted(BLOCKS)}")
+        if self.groups < 1 or self.width_per_group < 1:
+            raise ValueError(
+                f"groups and width_per_group must be positive, got {self.groups} and "
+                f"{self.width_per_group}"
+            )
+        if len(self.replace_stride_with_dilation) != 3:
+            raise ValueError(
+                f"replace_stride_with_dilation should be None or a 3-element tuple, got "
+                f"{self.replace_stride_with_dilation}"
+            )
+        if self.block == "basic" and (
+            self.groups != 1 or self.width_per_group != 64 or any(self.replace_stride_with_dilation)
+        ):
+            raise ValueError(
+                f"basic blocks support only groups=1, width_per_group=64 and no dilation (as "
+                f"torchvision's), got groups={self.groups}, width_per_group="
+                f"{self.width_per_group}, replace_stride_with_dilation="
+                f"{self.replace_stride_with_dilation}; use block='bottleneck'"
+            )
+
+    @property
+    def expansion(self) -> int:
+        """Output channels per `planes` of a block: 1 (basic) or 4 (bottleneck)."""
+        return BLOCKS[self.block].expansion
+
+    @property
+    def stage_channels(self) -> dict[str, int]:
+        """Channels of each of `FEATURE_STAGES`' outputs (`pooled` is `feature_dim`).
+
+        Example:
+            >>> ResNetConfig(width=8).stage_channels["layer2"]
+            16
+        """
+        channels = {"stem": self.width}
+        for index in range(4):
+            channels[f"layer{index + 1}"] = self.width * 2**index * self.expansion
+        channels["pooled"] = channels["layer4"]
+        return channels
 
     @property
     def feature_dim(self) -> int:
-        """Width of the pooled features, `8 * width` (512 for ResNet34)."""
-        return 8 * self.width
+        """Width of the pooled features, `8 * width * expansion` (512 for ResNet34, 2048 for 50)."""
+        return 8 * self.width * self.expansion
 
 
 def _check_images(module: "ResNet", args: tuple[Any, ...]) -> None:
@@ -189,13 +412,15 @@ def _check_images(module: "ResNet", args: tuple[Any, ...]) -> None:
 
 
 class ResNet(tnn.Module):
-    """A ResNet of basic blocks (ResNet18/34) with torchvision's module names.
+    """A ResNet of basic or bottleneck blocks with torchvision's module names.
 
     `stem` is `conv1, bn1, relu, maxpool`; `layer1..layer4` are the block groups;
     `avgpool` pools to one vector per image; `fc` is the classifier (the head).
+    The stage names are data on the model: `stage_names` (what `freeze_to`
+    walks) and `feature_stages` (what `forward_stages` returns).
 
     Args:
-        config: the block counts, classes and widths.
+        config: the blocks, counts, classes, widths, groups and dilation.
 
     Raises:
         TypeError: (on call) the input is not a floating-point tensor, or its dtype
@@ -209,27 +434,51 @@ class ResNet(tnn.Module):
         torch.Size([2, 10])
     """
 
+    stage_names: ClassVar[tuple[str, ...]] = STAGES
+    feature_stages: ClassVar[tuple[str, ...]] = FEATURE_STAGES
+
     def __init__(self, config: ResNetConfig = ResNetConfig()) -> None:
         super().__init__()
         self.config = config
         w = config.width
+        block = BLOCKS[config.block]
         self.conv1 = nn.Conv2d(3, w, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = block_group(w, w, config.layers[0], stride=1)
-        self.layer2 = block_group(w, 2 * w, config.layers[1], stride=2)
-        self.layer3 = block_group(2 * w, 4 * w, config.layers[2], stride=2)
-        self.layer4 = block_group(4 * w, 8 * w, config.layers[3], stride=2)
+        in_channels, dilation = w, 1
+        for index, blocks in enumerate(config.layers):
+            stride = 1 if index == 0 else 2
+            first_dilation = dilation
+            if index > 0 and config.replace_stride_with_dilation[index - 1]:
+                dilation, stride = dilation * stride, 1
+            planes = w * 2**index
+            group = block_group(
+                block,
+                in_channels,
+                planes,
+                blocks,
+                stride=stride,
+                groups=config.groups,
+                base_width=config.width_per_group,
+                first_dilation=first_dilation,
+                dilation=dilation,
+            )
+            self.add_module(f"layer{index + 1}", group)
+            in_channels = planes * block.expansion
         self.avgpool = nn.GlobalAvgPool2d()
-        self.fc = nn.Linear(8 * w, config.num_classes)
+        self.fc = nn.Linear(config.feature_dim, config.num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 tnn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if config.zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, (BasicBlock, Bottleneck)):
+                    tnn.init.zeros_(module.last_bn.weight)
         self.register_forward_pre_hook(_check_images)
 
     def stage(self, name: str) -> list[tnn.Module]:
-        """The modules that make up one stage, by name (see `STAGES`).
+        """The modules that make up one stage, by name (see `stage_names`).
 
         Args:
             name: `"stem"`, `"layer1"` ... `"layer4"` or `"head"`.
@@ -248,12 +497,58 @@ class ResNet(tnn.Module):
             return [self.conv1, self.bn1, self.relu, self.maxpool]
         if name == "head":
             return [self.fc]
-        if name in STAGES:
+        if name in self.stage_names:
             return [getattr(self, name)]
-        raise ValueError(f"unknown stage {name!r}; expected one of {STAGES}")
+        raise ValueError(f"unknown stage {name!r}; expected one of {self.stage_names}")
+
+    def forward_stages(
+        self, x: Images, stages: Sequence[str] = FEATURE_STAGES
+    ) -> dict[str, Float[Tensor, "b ..."]]:
+        """Chosen intermediate outputs of one forward pass, stopping after the deepest one.
+
+        `"stem"` ... `"layer4"` are feature maps `(b, c, h, w)` (channels in
+        `config.stage_channels`); `"pooled"` is `forward_features(x)`. Works on
+        frozen models and on `resfx.fold_batchnorm` copies (it calls the same
+        modules as `forward`).
+
+        Args:
+            x: normalised images.
+            stages: names from `feature_stages`, any order, no repeats.
+
+        Returns:
+            The outputs by name, in `feature_stages` order.
+
+        Raises:
+            ValueError: an unknown or repeated name, or none at all.
+
+        Example:
+            >>> import torch
+            >>> model = ResNet(ResNetConfig(width=8)).eval()
+            >>> out = model.forward_stages(torch.randn(2, 3, 64, 64), ["layer1", "pooled"])
+            >>> {k: tuple(v.shape) for k, v in out.items()}
+            {'layer1': (2, 8, 16, 16), 'pooled': (2, 64)}
+        """
+        _check_images(self, (x,))
+        wanted = set(stages)
+        unknown = sorted(wanted - set(self.feature_stages))
+        if unknown or not wanted or len(wanted) != len(stages):
+            raise ValueError(
+                f"stages must be distinct names from {self.feature_stages}, got {list(stages)}"
+            )
+        last = max(self.feature_stages.index(name) for name in wanted)
+        outputs: dict[str, Tensor] = {}
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for name in self.feature_stages[: last + 1]:
+            if name == "pooled":
+                x = self.avgpool(x)
+            elif name != "stem":
+                x = getattr(self, name)(x)
+            if name in wanted:
+                outputs[name] = x
+        return outputs
 
     def forward_features(self, x: Images) -> Features:
-        """Pooled features before the classifier: `(b, 3, h, w) -> (b, 8 * width)`.
+        """Pooled features before the classifier: `(b, 3, h, w) -> (b, feature_dim)`.
 
         Example:
             >>> import torch

@@ -4,17 +4,20 @@ import math
 import re
 import types
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .._freeze import BNPolicy
-from ..data import CIFAR10_SIZES
+from ..data import CIFAR10_SIZES, DATASETS, DEFAULT_MEMORY_BUDGET_MIB, BadImagePolicy, SubsetKind
+from ..models import list_models
 
 Mode = Literal["head", "full", "cached"]
 """`"head"`: only the new head trains on a frozen backbone (the seed's job); `"full"`:
 everything trains; `"cached"`: frozen features are computed once, then the head trains on them."""
 
 Dataset = Literal["cifar10", "synthetic"]
-"""CIFAR-10 through torchvision, or the generated stand-in with the same shapes."""
+"""CIFAR-10 through torchvision, or the generated stand-in with the same shapes
+(`TrainingArgs.data` also takes the path of an image folder)."""
 
 Precision = Literal["fp32", "bf16"]
 """float32 throughout, or bfloat16 autocast for the backbone (the head and loss stay float32)."""
@@ -30,6 +33,8 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "seed": (0, 2**63 - 1),  # torch.manual_seed takes up to 2**64 - 1; the sampler adds the epoch
     "num_workers": (0, 1024),
     "checkpoint_every": (0, 2**63 - 1),
+    "store_size": (1, 4096),
+    "memory_budget_mib": (0, 2**30),
 }
 """Allowed range of each integer setting (trainset_size/testset_size: the split's size)."""
 
@@ -72,11 +77,26 @@ class TrainingArgs:
         batch_size: examples per optimizer step (per process in a distributed run).
         epochs: passes over the training subset.
         learning_rate: Adam's learning rate.
-        n_classes: outputs of the new head.
+        n_classes: outputs of the new head; `None` takes the data's class count (10
+            for CIFAR-10 and synthetic, the class folders of an image folder); a
+            number that disagrees with an image folder's classes is an error.
         trainset_size: first training examples used.
         testset_size: first test examples used.
         mode: `"head"`, `"full"` or `"cached"` (see `Mode`).
-        data: `"cifar10"` or `"synthetic"`.
+        data: `"cifar10"`, `"synthetic"`, or the path of an image folder
+            (`train/` and `test/` or `val/` class folders, or one folder of class
+            folders split by `test_fraction`).
+        arch: the backbone, a name of `resfx.models.list_models()`.
+        subset: which examples `trainset_size`/`testset_size` take: `"first"`
+            (the seed's), `"random"` or `"stratified"` (seeded by `seed`).
+        test_fraction: an image folder without train/test folders: each class's share
+            for testing.
+        store_size: an image folder: side the images are decoded and stored at;
+            `None` keeps their own size when all are one square size, else `image_size`.
+        memory_budget_mib: an image folder held on the device up to this many MiB
+            of uint8 images; larger ones are streamed from the files every pass.
+        on_bad_image: an image folder's unreadable files: `"error"` (stop, naming
+            them) or `"skip"` (leave them out, counted).
         data_root: folder holding `cifar-10-batches-py`.
         download: download CIFAR-10 when its files are missing.
         weights: pretrained weights name or checkpoint path; `None` for random initialisation.
@@ -113,7 +133,9 @@ class TrainingArgs:
     batch_size: int = field(default=64, metadata=_help("examples per optimizer step"))
     epochs: int = field(default=5, metadata=_help("passes over the training subset"))
     learning_rate: float = field(default=1e-3, metadata=_help("Adam's learning rate"))
-    n_classes: int = field(default=10, metadata=_help("outputs of the new head"))
+    n_classes: int | None = field(
+        default=None, metadata=_help("outputs of the new head; none: the data's class count")
+    )
     trainset_size: int = field(default=10_000, metadata=_help("first training examples used"))
     testset_size: int = field(default=1_000, metadata=_help("first test examples used"))
     mode: Mode = field(
@@ -123,8 +145,9 @@ class TrainingArgs:
             "cached: compute frozen features once, then train the head on them"
         ),
     )
-    data: Dataset = field(
-        default="cifar10", metadata=_help("cifar10, or synthetic (offline, generated)")
+    data: str = field(
+        default="cifar10",
+        metadata=_help("cifar10, synthetic (offline, generated), or an image folder's path"),
     )
     data_root: str = field(default="data", metadata=_help("folder holding cifar-10-batches-py"))
     download: bool = field(default=True, metadata=_help("download CIFAR-10 when missing"))
@@ -161,12 +184,32 @@ class TrainingArgs:
     progress: bool | None = field(
         default=None, metadata=_help("progress bars (default: when stderr is a terminal)")
     )
+    arch: str = field(default="resnet34", metadata=_help("the backbone architecture"))
+    subset: SubsetKind = field(
+        default="first", metadata=_help("first N examples (the seed's), random, or stratified")
+    )
+    test_fraction: float = field(
+        default=0.2, metadata=_help("one image folder: each class's share for testing")
+    )
+    store_size: int | None = field(
+        default=None,
+        metadata=_help("image folder: side images are stored at (none: own size or image size)"),
+    )
+    memory_budget_mib: int = field(
+        default=DEFAULT_MEMORY_BUDGET_MIB,
+        metadata=_help("image folder: MiB of uint8 images held on the device, else streamed"),
+    )
+    on_bad_image: BadImagePolicy = field(
+        default="error", metadata=_help("image folder's unreadable files: error or skip")
+    )
 
     def __post_init__(self) -> None:
         for setting in fields(self):
             _check_type(setting.name, getattr(self, setting.name), setting.type)
         for name, (low, high) in _BOUNDS.items():
             value = getattr(self, name)
+            if value is None:
+                continue
             if value < low:
                 raise ValueError(f"{name} must be at least {low}, got {value}")
             if value > high:
@@ -183,18 +226,28 @@ class TrainingArgs:
                 "resume and overwrite exclude each other: resume continues the run in "
                 "output_dir, overwrite replaces it; pass one"
             )
+        if self.data not in DATASETS and not Path(self.data).is_dir():
+            raise ValueError(
+                f"unknown data {self.data!r}: expected one of {DATASETS} or the path of an image "
+                f"folder (train/ and test/ class folders, or one folder of class folders)"
+            )
+        if self.arch not in list_models():
+            raise ValueError(f"unknown arch {self.arch!r}; expected one of {list_models()}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         for name, allowed in (
             ("mode", Mode),
-            ("data", Dataset),
             ("precision", Precision),
             ("bn", BNPolicy),
+            ("subset", SubsetKind),
+            ("on_bad_image", BadImagePolicy),
         ):
             if getattr(self, name) not in get_args(allowed):
                 raise ValueError(
                     f"unknown {name} {getattr(self, name)!r}; expected one of {get_args(allowed)}"
                 )
         for split, size in (("train", self.trainset_size), ("test", self.testset_size)):
-            available = CIFAR10_SIZES[split]
+            available = CIFAR10_SIZES[split] if self.data in DATASETS else size
             if not 1 <= size <= available:
                 raise ValueError(
                     f"{split}set_size must be between 1 and the {split} split's {available} "
@@ -254,6 +307,7 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
         "data_root",
         "download",
         "feature_cache_dir",
+        "memory_budget_mib",
     }
 )
 """Fields that may differ between a run and the run that resumes it."""

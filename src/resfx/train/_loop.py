@@ -10,6 +10,7 @@ once per image per epoch.
 """
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -26,13 +27,12 @@ from tqdm.auto import tqdm
 
 from .._feature_extraction import get_resnet_for_feature_extraction
 from .._fold import fold_batchnorm
-from .._freeze import parameter_groups, parameter_summary, unfreeze
+from .._freeze import freeze_to, parameter_groups, parameter_summary, unfreeze
 from .._sync import synchronize
 from .._typing import Labels
-from .._weights import check_weights_source
-from ..data import ImageSplit, epoch_order, iterate_batches, load_split
+from ..data import ImageSplit, StreamedSplit, epoch_order, iterate_batches, load_data
 from ..features import FeatureCache
-from ..models import ResNet
+from ..models import ResNet, create_model, resolve_weights
 from ._args import TrainingArgs
 from ._checkpoint import (
     CHECKPOINT_NAME,
@@ -72,13 +72,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def build_model(args: TrainingArgs) -> ResNet:
-    """The model `train(args)` starts from, seeded: ResNet34, new head, backbone frozen or not.
+    """The model `train(args)` starts from, seeded: `args.arch`, new head, backbone frozen or not.
 
     Seeds torch with `args.seed` first, so the head's (and a random
     backbone's) initialisation is the same in every process and every run.
 
     Args:
-        args: the settings (`weights`, `n_classes`, `bn`, `mode`, `seed`).
+        args: the settings (`arch`, `weights`, `n_classes` (`None`: 10), `bn`, `mode`, `seed`).
 
     Returns:
         The model on the CPU: backbone frozen with BatchNorm policy `args.bn`
@@ -90,13 +90,63 @@ def build_model(args: TrainingArgs) -> ResNet:
         True
     """
     torch.manual_seed(args.seed)
-    model = get_resnet_for_feature_extraction(args.n_classes, args.weights, bn=args.bn)
+    if args.arch == "resnet34":
+        model = get_resnet_for_feature_extraction(args.n_classes or 10, args.weights, bn=args.bn)
+    else:
+        model = create_model(args.arch, weights=args.weights, num_classes=args.n_classes or 10)
+        freeze_to(model, "layer4", bn=args.bn)
     if args.mode == "full":
         unfreeze(model)
     return model
 
 
-def check_labels(split: ImageSplit, n_classes: int) -> None:
+def load_job_split(args: TrainingArgs, split: str) -> ImageSplit | StreamedSplit:
+    """One split of the job's data as `args` describes it (see `resfx.data.load_data`).
+
+    Example:
+        >>> len(load_job_split(TrainingArgs(data="synthetic", testset_size=8), "test"))
+        8
+    """
+    return load_data(
+        args.data,
+        split,
+        args.trainset_size if split == "train" else args.testset_size,
+        root=args.data_root,
+        download=args.download,
+        seed=args.seed,
+        subset=args.subset,
+        test_fraction=args.test_fraction,
+        store_size=args.store_size,
+        fallback_store_size=args.image_size,
+        memory_budget_mib=args.memory_budget_mib,
+        on_bad_image=args.on_bad_image,
+    )
+
+
+def resolve_n_classes(args: TrainingArgs, split: ImageSplit | StreamedSplit) -> TrainingArgs:
+    """`args` with `n_classes` set from the data when it is `None` (10 without class names).
+
+    Raises:
+        ValueError: an explicit `n_classes` that differs from the data's class names.
+
+    Example:
+        >>> from resfx.data import load_split
+        >>> resolve_n_classes(TrainingArgs(data="synthetic"), load_split("synthetic", "test", 2)).n_classes
+        10
+    """
+    found = len(split.classes) if split.classes else None
+    if args.n_classes is not None and found is not None and args.n_classes != found:
+        raise ValueError(
+            f"n_classes={args.n_classes} but {split.dataset} has {found} classes "
+            f"{list(split.classes)}; leave n_classes out (--n-classes none) to take them "
+            f"from the data"
+        )
+    if args.n_classes is not None:
+        return args
+    return dataclasses.replace(args, n_classes=found or 10)
+
+
+def check_labels(split: ImageSplit | StreamedSplit, n_classes: int) -> None:
     """Check that every label of `split` is a valid class index for `n_classes` outputs.
 
     Raises:
@@ -145,19 +195,27 @@ class _Run:
     """One training run's state; `train` builds it and calls `run`."""
 
     def __init__(
-        self, args: TrainingArgs, context: DistributedContext, output: Path | None
+        self,
+        args: TrainingArgs,
+        context: DistributedContext,
+        output: Path | None,
+        data: tuple[ImageSplit | StreamedSplit, ImageSplit | StreamedSplit] | None,
     ) -> None:
         began = time.perf_counter()
         self.args = args
         self.context = context
         self.device = resolve_device(args.device, context)
         if args.weights is not None:
-            check_weights_source(args.weights)  # a typo fails now, not after loading the data
+            resolve_weights(args.arch, args.weights)  # a typo fails now, not after loading the data
         self.output = output
         self.checkpoint_path = None if self.output is None else self.output / CHECKPOINT_NAME
         self.last_checkpoint: tuple[Path, int] | None = None
-        self.train_split = self._load("train", args.trainset_size)
-        self.test_split = self._load("test", args.testset_size)
+        if data is None:
+            data = (load_job_split(args, "train"), load_job_split(args, "test"))
+        self.args = args = resolve_n_classes(args, data[0])
+        self.train_split, self.test_split = (split.to(self.device) for split in data)
+        for split in data:
+            check_labels(split, args.n_classes)
         model = build_model(args)
         self.frozen = "" if self.checkpoint_path is None else frozen_fingerprint(model)
         on_gpu = self.device.type == "cuda"
@@ -190,7 +248,7 @@ class _Run:
         summary = parameter_summary(self.model)
         self.history = TrainHistory(
             mode=args.mode,
-            dataset=args.data,
+            dataset=self.train_split.dataset,
             device=str(self.device),
             args=args.to_dict(),
             trainable_parameters=summary.trainable,
@@ -205,14 +263,6 @@ class _Run:
             self._cache_features()
         self.log = _LossLog(context)
         self.history.setup_seconds = time.perf_counter() - began
-
-    def _load(self, split: str, size: int) -> ImageSplit:
-        args = self.args
-        loaded = load_split(
-            args.data, split, size, root=args.data_root, download=args.download, seed=args.seed
-        )
-        check_labels(loaded, args.n_classes)
-        return loaded.to(self.device)
 
     def _resume(self) -> None:
         if not (self.args.resume and self.checkpoint_path and self.checkpoint_path.is_file()):
@@ -421,7 +471,10 @@ class _Run:
         return TrainResult(self.history, self.model)
 
 
-def train(args: TrainingArgs) -> TrainResult:
+def train(
+    args: TrainingArgs,
+    data: tuple[ImageSplit | StreamedSplit, ImageSplit | StreamedSplit] | None = None,
+) -> TrainResult:
     """Train a new head on a frozen ResNet34 (or fine-tune all of it), as the seed did, faster.
 
     Loads the first `trainset_size` / `testset_size` examples, builds the
@@ -437,6 +490,9 @@ def train(args: TrainingArgs) -> TrainResult:
 
     Args:
         args: the settings; the defaults are the seed's job.
+        data: your own `(train, test)` splits, e.g. from
+            `resfx.data.from_dataset(my_dataset, "train")`; then `args.data`,
+            the sizes and `subset` are not used.
 
     Returns:
         The result: `loss_list` (every step), `accuracy_list` (every epoch),
@@ -462,7 +518,7 @@ def train(args: TrainingArgs) -> TrainResult:
     context = init_distributed(args.device)
     try:
         with _claimed_output(args, context) as output:
-            return _Run(args, context, output).run()
+            return _Run(args, context, output, data).run()
     finally:
         context.close()
 

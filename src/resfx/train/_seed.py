@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from .._sync import synchronize
 from .._weights import load_weights
 from ..data import SyntheticCIFAR10, get_cifar_subset, seed_transform
+from ..models import resolve_weights
 from ._args import TrainingArgs
 from ._distributed import DistributedContext, resolve_device
 from ._results import TrainHistory, TrainResult
@@ -87,9 +88,9 @@ def seed_train(args: TrainingArgs) -> TrainResult:
     trainset, testset = _seed_data(args)
     model = torchvision.models.resnet34()
     if args.weights is not None:
-        load_weights(model, args.weights)
+        load_weights(model, resolve_weights("resnet34", args.weights))
     model.requires_grad_(False)
-    model.fc = torch.nn.Linear(512, args.n_classes)
+    model.fc = torch.nn.Linear(512, args.n_classes or 10)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.fc.parameters(), lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)

@@ -1,0 +1,159 @@
+"""Any image in, one uint8 size out: PIL, uint8 or float images decoded and resized on the way in.
+
+Every source (a folder of files, any map-style Dataset) is a `loader(i) -> (image,
+label)`; images become uint8 `(3, s, s)` once, at a common store size `s`
+(shorter side resized with antialiased bilinear filtering, then centre-cropped;
+an image already `s x s` is kept bit for bit).
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from jaxtyping import Shaped
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+BadImagePolicy = Literal["error", "skip"]
+"""`"error"`: stop, naming every unreadable file; `"skip"`: leave them out and count them."""
+
+Loader = Callable[[int], tuple[Any, int]]
+"""`loader(i) -> (image, label)`: a PIL image, a uint8 tensor or a float tensor in [0, 1]."""
+
+
+class BadImageError(ValueError):
+    """Images could not be read or decoded; the message lists every path (or index) and why.
+
+    Example:
+        >>> issubclass(BadImageError, ValueError)
+        True
+    """
+
+
+def to_uint8_image(image: Any, where: str) -> Shaped[Tensor, "3 h w"]:
+    """Turn a PIL image, a uint8 tensor or a [0, 1] float tensor into uint8 RGB `(3, h, w)`.
+
+    Grey images are repeated to three channels, an alpha channel is dropped;
+    float images are scaled by 255 and rounded (the inverse of `ToTensor`).
+
+    Args:
+        image: the image; tensors are channels-first `(c, h, w)` or `(h, w)`.
+        where: the file or index, for messages.
+
+    Returns:
+        The uint8 image.
+
+    Raises:
+        TypeError: not a PIL image or a tensor, or a tensor of another dtype.
+        ValueError: a float image outside [0, 1] (normalised already?) or a
+            shape that is not an image.
+
+    Example:
+        >>> to_uint8_image(Image.new("L", (4, 2), 255), "x").shape
+        torch.Size([3, 2, 4])
+    """
+    if isinstance(image, Image.Image):
+        array = np.asarray(image.convert("RGB"))
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    if not isinstance(image, Tensor):
+        raise TypeError(
+            f"{where}: expected a PIL image or a tensor, got {type(image).__name__}; return "
+            f"(image, label) pairs from the dataset"
+        )
+    if image.ndim == 2:
+        image = image.unsqueeze(0)
+    if image.ndim != 3 or image.shape[0] not in (1, 3, 4):
+        raise ValueError(
+            f"{where}: expected an image tensor (c, h, w) with 1, 3 or 4 channels, got shape "
+            f"{tuple(image.shape)}"
+        )
+    if image.is_floating_point():
+        low, high = float(image.min()), float(image.max())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"{where}: float images must be in [0, 1] (as ToTensor gives), got values from "
+                f"{low:.3g} to {high:.3g}; pass them before normalisation"
+            )
+        image = (image * 255).round().to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        raise TypeError(f"{where}: expected uint8 or float images, got dtype {image.dtype}")
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    return image[:3].contiguous()
+
+
+def resize_to_square(image: Shaped[Tensor, "3 h w"], size: int) -> Shaped[Tensor, "3 s s"]:
+    """Resize the shorter side to `size` (bilinear, antialiased) and centre-crop `size x size`.
+
+    An image that is already `size x size` is returned unchanged.
+
+    Example:
+        >>> resize_to_square(torch.zeros(3, 40, 60, dtype=torch.uint8), 32).shape
+        torch.Size([3, 32, 32])
+    """
+    if tuple(image.shape[1:]) == (size, size):
+        return image
+    resized = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return TF.center_crop(resized, [size, size])
+
+
+def describe_store(size: int) -> str:
+    """A stable description of the way in (for cache keys).
+
+    Example:
+        >>> describe_store(32)
+        'uint8 rgb, shorter side to 32 (bilinear, antialias) + centre crop 32'
+    """
+    return f"uint8 rgb, shorter side to {size} (bilinear, antialias) + centre crop {size}"
+
+
+@dataclass
+class Decoded:
+    """What `decode_examples` read: the images, their labels and positions, and the failures."""
+
+    images: list[Tensor]
+    labels: list[int]
+    kept: list[int]
+    bad: list[str]
+
+
+def decode_examples(
+    loader: Loader,
+    positions: Sequence[int],
+    size: int,
+    describe: Callable[[int], str],
+    on_bad: BadImagePolicy,
+) -> Decoded:
+    """Load, convert and resize the examples at `positions`, collecting every failure.
+
+    Raises:
+        BadImageError: some failed and `on_bad` is `"error"` (all are named).
+
+    Example:
+        >>> loader = lambda i: (torch.zeros(3, 5, 5, dtype=torch.uint8), i)
+        >>> decode_examples(loader, [0, 1], 4, str, "error").labels
+        [0, 1]
+    """
+    out = Decoded([], [], [], [])
+    for position in positions:
+        where = describe(position)
+        try:
+            image, label = loader(position)
+            out.images.append(resize_to_square(to_uint8_image(image, where), size))
+        except (OSError, RuntimeError, ValueError, SyntaxError) as error:
+            # PIL raises OSError/SyntaxError, torchvision's decoders RuntimeError
+            out.bad.append(f"{where} ({type(error).__name__}: {str(error)[:120]})")
+            continue
+        out.labels.append(int(label))
+        out.kept.append(position)
+    if out.bad and on_bad == "error":
+        raise BadImageError(
+            f"{len(out.bad)} image(s) could not be read: {'; '.join(out.bad[:20])}"
+            f"{' ...' if len(out.bad) > 20 else ''}. Fix or delete them, or pass "
+            f"on_bad_image='skip' (--on-bad-image skip) to leave them out"
+        )
+    return out

@@ -1,0 +1,69 @@
+"""One entry point for every named source: CIFAR-10, the synthetic stand-in, an image folder."""
+
+from pathlib import Path
+
+from ._decode import BadImagePolicy
+from ._device import DATASETS, DEFAULT_MEMORY_BUDGET_MIB, ImageSplit, StreamedSplit, load_split
+from ._folder import load_folder_split
+from ._subset import SubsetKind
+
+
+def load_data(
+    data: str | Path,
+    split: str,
+    size: int,
+    *,
+    root: str | Path = "data",
+    download: bool = True,
+    seed: int = 0,
+    subset: SubsetKind = "first",
+    test_fraction: float = 0.2,
+    store_size: int | None = None,
+    fallback_store_size: int = 224,
+    memory_budget_mib: int = DEFAULT_MEMORY_BUDGET_MIB,
+    on_bad_image: BadImagePolicy = "error",
+) -> ImageSplit | StreamedSplit:
+    """`size` examples of a split of `"cifar10"`, `"synthetic"` or an image folder's path.
+
+    Args:
+        data: a name of `DATASETS` or a folder (see `load_folder_split`).
+        split: `"train"` or `"test"`.
+        size: how many examples.
+        root: CIFAR-10's folder.
+        download: download CIFAR-10 when missing.
+        seed: the synthetic set's seed and the subset's.
+        subset: `"first"`, `"random"` or `"stratified"`.
+        test_fraction: a folder without train/test folders: each class's test share.
+        store_size: a folder: side images are stored at (`None`: see `load_folder_split`).
+        fallback_store_size: a folder: the store size when images differ in size.
+        memory_budget_mib: a folder: the most MiB held on the device, else streamed.
+        on_bad_image: a folder: `"error"` or `"skip"` unreadable files.
+
+    Returns:
+        The split on the CPU.
+
+    Raises:
+        ValueError: an unknown name that is not a folder, or a size too large.
+
+    Example:
+        >>> load_data("synthetic", "test", 3).images.shape
+        torch.Size([3, 3, 32, 32])
+    """
+    if str(data) in DATASETS:
+        return load_split(
+            str(data), split, size, root=root, download=download, seed=seed, subset=subset
+        )
+    if not Path(data).is_dir():
+        raise ValueError(f"unknown data {str(data)!r}: expected one of {DATASETS} or a folder")
+    return load_folder_split(
+        data,
+        split,
+        size,
+        subset=subset,
+        seed=seed,
+        test_fraction=test_fraction,
+        store_size=store_size,
+        fallback_store_size=fallback_store_size,
+        memory_budget_mib=memory_budget_mib,
+        on_bad_image=on_bad_image,
+    )
