@@ -104,7 +104,7 @@ def test_invalid_settings_are_rejected_with_the_value(
     [
         ({"epochs": 2.5}, "epochs must be an int, got float 2.5"),
         ({"trainset_size": 10.5}, "trainset_size must be an int, got float 10.5"),
-        ({"n_classes": 10.0}, "n_classes must be an int, got float 10.0"),
+        ({"n_classes": 10.0}, "n_classes must be an int or None, got float 10.0"),
         ({"batch_size": "64"}, "batch_size must be an int, got str '64'"),
         ({"epochs": True}, "epochs must be an int, got bool True"),
         ({"learning_rate": "0.1"}, "learning_rate must be a number, got str"),
