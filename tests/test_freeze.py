@@ -204,8 +204,35 @@ def test_freeze_to_trains_only_the_later_stages() -> None:
 def test_freeze_to_errors(no_shape_checks: None) -> None:
     with pytest.raises(ValueError, match="unknown stage 'layer5'"):
         resfx.freeze_to(_tiny(), "layer5")
-    with pytest.raises(TypeError, match=r"this Sequential has no \['conv1', 'bn1'"):
+    with pytest.raises(TypeError, match=r"this Sequential has neither \(no \['conv1', 'bn1'"):
         resfx.freeze_to(nn.Sequential(nn.Linear(2, 2)), "stem")
+
+
+class _TwoStages(nn.Module):
+    """A model of another family that names its own stages (resfx.StagedModel)."""
+
+    stage_names = ("features", "classifier")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        self.classifier = nn.Linear(4, 2)
+
+    def stage(self, name: str) -> list[nn.Module]:
+        return [getattr(self, name)]
+
+
+def test_freeze_to_reads_the_stages_a_model_names(no_shape_checks: None) -> None:
+    model = resfx.freeze_to(_TwoStages(), "features", bn="batch")
+    assert [n for n, _ in resfx.trainable_parameters(model)] == [
+        "classifier.weight",
+        "classifier.bias",
+    ]
+    assert resfx.bn_policy(model.features[1]) == "batch"
+    with pytest.raises(
+        ValueError, match=r"unknown stage 'layer1'; expected one of \('features', 'classifier'\)"
+    ):
+        resfx.freeze_to(_TwoStages(), "layer1")
 
 
 def test_frozen_restores_on_error_and_is_single_use() -> None:

@@ -12,20 +12,19 @@ from . import functional as functional
 from . import models as models
 from . import nn as nn
 from . import weights as weights
-from ._feature_extraction import (
-    get_resnet_for_feature_extraction as get_resnet_for_feature_extraction,
-)
 from ._fold import fold_batchnorm as fold_batchnorm
 from ._freeze import BNPolicy as BNPolicy
 from ._freeze import OptimizerCheckError as OptimizerCheckError
 from ._freeze import OptimizerReport as OptimizerReport
 from ._freeze import ParameterRow as ParameterRow
 from ._freeze import ParameterSummary as ParameterSummary
+from ._freeze import StagedModel as StagedModel
 from ._freeze import bn_policy as bn_policy
 from ._freeze import check_optimizer as check_optimizer
 from ._freeze import freeze as freeze
 from ._freeze import freeze_to as freeze_to
 from ._freeze import frozen as frozen
+from ._freeze import is_batchnorm as is_batchnorm
 from ._freeze import parameter_groups as parameter_groups
 from ._freeze import parameter_summary as parameter_summary
 from ._freeze import trainable_parameters as trainable_parameters
@@ -34,6 +33,7 @@ from .autograd import GradientFlowError as GradientFlowError
 from .autograd import check_gradient_flow as check_gradient_flow
 from .models import ResNet as ResNet
 from .models import ResNetConfig as ResNetConfig
+from .models import get_resnet_for_feature_extraction as get_resnet_for_feature_extraction
 from .models import resnet18 as resnet18
 from .models import resnet34 as resnet34
 
@@ -48,6 +48,7 @@ __all__ = [
     "ParameterSummary",
     "ResNet",
     "ResNetConfig",
+    "StagedModel",
     "autograd",
     "bn_policy",
     "check_gradient_flow",
@@ -58,6 +59,7 @@ __all__ = [
     "frozen",
     "functional",
     "get_resnet_for_feature_extraction",
+    "is_batchnorm",
     "models",
     "nn",
     "parameter_groups",

@@ -345,7 +345,7 @@ def _run_summary(namespace: argparse.Namespace) -> int:
 
 
 def _register_summary(subcommands: Any) -> None:
-    from ._freeze import _POLICIES
+    from ._freeze import BNPolicy
     from .models import STAGES
 
     parser = subcommands.add_parser(
@@ -368,7 +368,10 @@ def _register_summary(subcommands: Any) -> None:
         help="freeze from the stem up to and including this stage",
     )
     parser.add_argument(
-        "--bn", choices=_POLICIES, default="eval", help="BatchNorm policy of the frozen stages"
+        "--bn",
+        choices=get_args(BNPolicy),
+        default="eval",
+        help="BatchNorm policy of the frozen stages",
     )
     parser.set_defaults(handler=_run_summary)
 

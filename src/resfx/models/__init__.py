@@ -9,6 +9,9 @@ Example:
 
 from ._factory import resnet18 as resnet18
 from ._factory import resnet34 as resnet34
+from ._feature_extraction import (
+    get_resnet_for_feature_extraction as get_resnet_for_feature_extraction,
+)
 from ._resnet import STAGES as STAGES
 from ._resnet import BasicBlock as BasicBlock
 from ._resnet import ResNet as ResNet
@@ -25,6 +28,7 @@ __all__ = [
     "block_group",
     "conv1x1",
     "conv3x3",
+    "get_resnet_for_feature_extraction",
     "resnet18",
     "resnet34",
 ]

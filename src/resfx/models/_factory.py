@@ -18,7 +18,7 @@ def _build(
             raise ValueError(
                 f"weights={weights!r} has {expected} classes but num_classes={num_classes}; "
                 f"load with num_classes={expected} and replace model.fc, or use "
-                f"resfx.get_resnet_for_feature_extraction({num_classes})"
+                f"resfx.get_resnet_for_feature_extraction(num_classes={num_classes})"
             )
     model = ResNet(ResNetConfig(layers=layers, num_classes=num_classes))
     if weights is not None:

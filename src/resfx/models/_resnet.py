@@ -5,7 +5,7 @@ Module and parameter names are torchvision's (`conv1`, `bn1`, `layer1.0.conv1`,
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -13,9 +13,10 @@ from torch import Tensor
 from torch import nn as tnn
 
 from .. import nn
+from .._resnet_layout import RESNET_STAGES
 from .._typing import Features, Images, Logits
 
-STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+STAGES: tuple[str, ...] = tuple(RESNET_STAGES)
 """Names of a ResNet's stages, input to output; `freeze_to` takes them."""
 
 
@@ -183,6 +184,9 @@ class ResNet(tnn.Module):
         torch.Size([2, 10])
     """
 
+    stage_names: ClassVar[tuple[str, ...]] = STAGES
+    """The stages `stage` and `resfx.freeze_to` take, input to output."""
+
     def __init__(self, config: ResNetConfig = ResNetConfig()) -> None:
         super().__init__()
         self.config = config
@@ -218,13 +222,9 @@ class ResNet(tnn.Module):
             >>> [type(m).__name__ for m in ResNet(ResNetConfig(width=8)).stage("stem")]
             ['Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d']
         """
-        if name == "stem":
-            return [self.conv1, self.bn1, self.relu, self.maxpool]
-        if name == "head":
-            return [self.fc]
-        if name in STAGES:
-            return [getattr(self, name)]
-        raise ValueError(f"unknown stage {name!r}; expected one of {STAGES}")
+        if name not in RESNET_STAGES:
+            raise ValueError(f"unknown stage {name!r}; expected one of {STAGES}")
+        return [getattr(self, attribute) for attribute in RESNET_STAGES[name]]
 
     def forward_features(self, x: Images) -> Features:
         """Pooled features before the classifier: `(b, 3, h, w) -> (b, 8 * width)`.

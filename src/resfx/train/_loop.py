@@ -24,14 +24,13 @@ from torch import nn as tnn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .._feature_extraction import get_resnet_for_feature_extraction
 from .._fold import fold_batchnorm
 from .._freeze import parameter_groups, parameter_summary, unfreeze
 from .._sync import synchronize
 from .._typing import Labels
 from ..data import ImageSplit, epoch_order, iterate_batches, load_split
 from ..features import FeatureCache
-from ..models import ResNet
+from ..models import ResNet, get_resnet_for_feature_extraction
 from ._args import TrainingArgs
 from ._checkpoint import (
     CHECKPOINT_NAME,
@@ -130,7 +129,9 @@ def build_model(args: TrainingArgs) -> ResNet:
         True
     """
     torch.manual_seed(args.seed)
-    model = get_resnet_for_feature_extraction(args.n_classes, args.weights, bn=args.bn)
+    model = get_resnet_for_feature_extraction(
+        num_classes=args.n_classes, weights=args.weights, bn=args.bn
+    )
     if args.mode == "full":
         unfreeze(model)
     return model
