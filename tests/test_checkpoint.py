@@ -14,10 +14,9 @@ from resfx.train import (
     CheckpointError,
     TrainingArgs,
     load_checkpoint,
-    save_checkpoint,
     train,
 )
-from resfx.train._checkpoint import Checkpoint
+from resfx.train._checkpoint import Checkpoint, save_checkpoint
 from test_train import tiny
 
 

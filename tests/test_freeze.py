@@ -249,6 +249,16 @@ def test_frozen_restores_on_error_and_is_single_use() -> None:
         pass
 
 
+def test_frozen_restores_each_flag_it_found_including_hand_frozen_ones() -> None:
+    model = _tiny()
+    model.layer2.requires_grad_(False)  # by hand, before the block
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    with resfx.frozen(model):
+        model.layer3.requires_grad_(True)  # the block's own freezing, undone by hand inside
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    assert any(flags.values()) and not all(flags.values())
+
+
 def test_trainable_parameters_and_parameter_groups_hold_trainable_parameters_only() -> None:
     model = resfx.freeze_to(_tiny(), "layer4")
     names = [name for name, _ in resfx.trainable_parameters(model)]
@@ -308,7 +318,11 @@ def test_parameter_summary_rows_totals_and_table() -> None:
     assert rows["layer4.0.bn1.weight"].bn_policy == "train"  # frozen by hand: still updates
     assert rows["fc.weight"].bn_policy is None and rows["fc.weight"].shape == (5, 32)
     assert summary.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert summary.total == summary.trainable + summary.frozen
+    frozen_by_name = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.0.bn1.")
+    frozen_count = sum(
+        p.numel() for n, p in model.named_parameters() if n.startswith(frozen_by_name)
+    )
+    assert summary.frozen == frozen_count
     assert summary.total == sum(p.numel() for p in model.parameters())
     table = summary.table().splitlines()
     assert table[0].split() == ["parameter", "shape", "count", "status", "bn"]

@@ -5,7 +5,14 @@ Example:
     >>> model = resfx.resnet34(num_classes=10)
     >>> model(torch.randn(2, 3, 64, 64)).shape
     torch.Size([2, 10])
+
+`resfx.data`, `resfx.features`, `resfx.plot`, `resfx.train`, `resfx.bench` and `resfx.cli`
+load on first use (`resfx.train.train(...)` works after `import resfx`), so `import resfx`
+stays light.
 """
+
+import importlib
+from typing import Any
 
 from . import autograd as autograd
 from . import functional as functional
@@ -38,6 +45,15 @@ from .models import resnet18 as resnet18
 from .models import resnet34 as resnet34
 
 __version__ = "0.1.0"
+
+_ON_FIRST_USE = ("data", "features", "plot", "train", "bench", "cli")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_FIRST_USE:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BNPolicy",

@@ -28,6 +28,7 @@ from .train import (
     DistributedContext,
     NonFiniteLossError,
     OutputDirectoryError,
+    Precision,
     TrainHistory,
     TrainingArgs,
     prepare_output_dir,
@@ -290,7 +291,7 @@ def _register_bench(subcommands: Any) -> None:
     parser.add_argument(
         "--precision",
         action="append",
-        choices=("fp32", "bf16"),
+        choices=get_args(Precision),
         help="repeat for several (default fp32 and bf16 on a GPU, fp32 on the CPU)",
     )
     parser.add_argument(

@@ -18,12 +18,15 @@ from torch import Tensor
 from torch import nn as tnn
 
 from .._atomic import atomic_torch_save
+from .._freeze import is_batchnorm
+from .._frozen_step import frozen_features
+from .._precision import PRECISION_DTYPES, check_precision
 from .._typing import Features
 from ..data import ImageSplit, describe_preprocessing, iterate_batches
 from ..models import ResNet
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-"""Compute precisions by name: fp32, or bf16 autocast."""
+PRECISIONS: dict[str, torch.dtype] = PRECISION_DTYPES
+"""Compute precisions by name: fp32, or bf16 autocast (`resfx.train.Precision`'s names)."""
 
 
 def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: Tensor) -> None:
@@ -62,9 +65,7 @@ def fingerprint_module(module: tnn.Module, *, exclude_prefix: str | None = None)
 def _batchnorm_modes(model: tnn.Module) -> str:
     """Which normalisation layers are in training mode (they then use batch statistics)."""
     return "".join(
-        "T" if module.training else "E"
-        for module in model.modules()
-        if "BatchNorm" in type(module).__name__
+        "T" if module.training else "E" for module in model.modules() if is_batchnorm(module)
     )
 
 
@@ -137,8 +138,7 @@ def feature_key(
         >>> feature_key(model, split, image_size=32, precision="fp32", bn="eval").split
         'test'
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
+    check_precision(precision)
     content = hashlib.sha256()
     for name in ("indices", "images", "labels"):
         _update_with_tensor(content, name, getattr(split, name))
@@ -188,20 +188,15 @@ def compute_features(
         >>> compute_features(model, load_split("synthetic", "test", 3), image_size=32).shape
         torch.Size([3, 32])
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
+    check_precision(precision)
     device = split.images.device
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     chunks = []
     order = torch.arange(len(split))
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
-    ):
-        for images, _ in iterate_batches(split, order, batch_size, image_size=image_size):
-            features = model.forward_features(images.contiguous(memory_format=memory_format))
-            chunks.append(features.float())
-    return torch.cat(chunks).clone()
+    for images, _ in iterate_batches(split, order, batch_size, image_size=image_size):
+        inputs = images.contiguous(memory_format=memory_format)
+        chunks.append(frozen_features(model.forward_features, inputs, precision=precision))
+    return torch.cat(chunks)
 
 
 class FeatureCache:

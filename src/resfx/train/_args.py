@@ -5,17 +5,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from .._freeze import BNPolicy
+from .._precision import Precision
 from ..data import CIFAR10_SIZES
 
 Mode = Literal["head", "full", "cached"]
 """`"head"`: only the new head trains on a frozen backbone (the seed's job); `"full"`:
 everything trains; `"cached"`: frozen features are computed once, then the head trains on them."""
 
-Dataset = Literal["cifar10", "synthetic"]
+DatasetName = Literal["cifar10", "synthetic"]
 """CIFAR-10 through torchvision, or the generated stand-in with the same shapes."""
 
-Precision = Literal["fp32", "bf16"]
-"""float32 throughout, or bfloat16 autocast for the backbone (the head and loss stay float32)."""
+Dataset = DatasetName
+"""Deprecated name of `DatasetName` (it shadowed `torch.utils.data.Dataset`); removed in the next release."""
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -83,7 +84,7 @@ class TrainingArgs:
             "cached: compute frozen features once, then train the head on them"
         ),
     )
-    data: Dataset = field(
+    data: DatasetName = field(
         default="cifar10", metadata=_help("cifar10, or synthetic (offline, generated)")
     )
     data_root: str = field(default="data", metadata=_help("folder holding cifar-10-batches-py"))
@@ -132,7 +133,7 @@ class TrainingArgs:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         for name, allowed in (
             ("mode", Mode),
-            ("data", Dataset),
+            ("data", DatasetName),
             ("precision", Precision),
             ("bn", BNPolicy),
         ):
