@@ -251,10 +251,11 @@ def test_frozen_restores_on_error_and_is_single_use() -> None:
 
 def test_frozen_restores_each_flag_it_found_including_hand_frozen_ones() -> None:
     model = _tiny()
+    resfx.freeze(model.layer1)  # by freeze, before the block
     model.layer2.requires_grad_(False)  # by hand, before the block
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     with resfx.frozen(model):
-        model.layer3.requires_grad_(True)  # the block's own freezing, undone by hand inside
+        model.layer2.requires_grad_(True)  # unfrozen by hand inside the block
     assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
     assert any(flags.values()) and not all(flags.values())
 
