@@ -5,14 +5,12 @@ and (on a GPU) bf16 autocast + channels_last. The printed ratio
 `resfx/torchvision` is the speed goal's figure (1.05x on GPU, 1.10x on CPU).
 """
 
-import contextlib
-
 import pytest
 import torch
 import torchvision
 
 import resfx
-from resfx.bench import synchronized
+from resfx.bench import autocast, synchronized
 
 
 def _models(device: torch.device, channels_last: bool) -> dict[str, torch.nn.Module]:
@@ -25,12 +23,6 @@ def _models(device: torch.device, channels_last: bool) -> dict[str, torch.nn.Mod
         "resfx": ours.to(device, memory_format=memory_format),
         "torchvision": reference.to(device, memory_format=memory_format),
     }
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _model_and_input(
@@ -58,7 +50,7 @@ def test_eval_forward(
     benchmark.group = group
 
     def step() -> torch.Tensor:
-        with torch.inference_mode(), _autocast(bench_device, precision):
+        with torch.inference_mode(), autocast(bench_device, precision):
             return model(x)
 
     benchmark.pedantic(synchronized(step, bench_device), rounds=10, warmup_rounds=3)
@@ -79,7 +71,7 @@ def test_train_step(
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(bench_device, precision):
+        with autocast(bench_device, precision):
             loss = torch.nn.functional.cross_entropy(model(x), target)
         loss.backward()
         optimizer.step()

@@ -6,9 +6,13 @@ in `resfx` is checked against its jaxtyping annotations (typeguard 2.13.3).
 
 Hypothesis profiles: `ci` (default, bounded so the suite stays fast on 2 cores)
 and `thorough` (`pytest --hypothesis-profile=thorough`) for many more examples.
+Each run draws a new hypothesis seed, so CI explores new examples every time; the
+header prints it, and `RESFX_HYPOTHESIS_SEED=<seed>` (or `--hypothesis-seed=<seed>`)
+replays a run exactly.
 """
 
 import os
+import random
 from collections.abc import Iterator
 
 import jaxtyping
@@ -20,7 +24,6 @@ settings.register_profile(
     "ci",
     max_examples=20,
     deadline=None,
-    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.register_profile(
@@ -32,6 +35,32 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+HYPOTHESIS_SEED = int(
+    os.environ.get("RESFX_HYPOTHESIS_SEED", random.SystemRandom().randrange(2**32))
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Before hypothesis's own pytest_configure, which applies --hypothesis-seed.
+    if config.getoption("hypothesis_seed") is None:
+        config.option.hypothesis_seed = str(HYPOTHESIS_SEED)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed")
+    return (
+        f"hypothesis seed {seed} (replay: RESFX_HYPOTHESIS_SEED={seed} or --hypothesis-seed={seed})"
+    )
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality: same dtype, shape and bytes (NaN equals the same NaN; -0.0 is not 0.0)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    as_bytes = [t.detach().cpu().contiguous().reshape(-1).view(torch.uint8) for t in (a, b)]
+    return torch.equal(*as_bytes)
 
 
 @pytest.fixture(autouse=True)

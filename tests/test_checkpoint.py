@@ -20,10 +20,9 @@ from resfx.train import (
     TrainingArgs,
     claim_output_dir,
     load_checkpoint,
-    save_checkpoint,
     train,
 )
-from resfx.train._checkpoint import Checkpoint
+from resfx.train._checkpoint import Checkpoint, save_checkpoint
 from test_train import tiny
 
 

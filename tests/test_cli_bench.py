@@ -31,6 +31,8 @@ def test_bench_writes_tables_json_and_charts(tmp_path, capsys) -> None:
     assert [run["run"] for run in report["job"]["runs"]] == ["seed", "head", "cached"]
     assert all(run["dataset"] == "synthetic" for run in report["job"]["runs"])
     assert (tmp_path / "bench_modes.png").stat().st_size > 10_000
+    for step in report["steps"]:  # the table printed is the JSON's measurements
+        assert f"{step['median_ms']:.2f}" in printed, step["mode"]
 
 
 def test_bench_job_alone(tmp_path, capsys) -> None:

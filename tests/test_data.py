@@ -12,7 +12,8 @@ import torchvision
 from torch.utils.data import DataLoader
 
 from resfx import data
-from resfx.train import seed_train, train
+from resfx.bench import seed_train
+from resfx.train import train
 from test_train import tiny
 
 _PER_TRAIN_BATCH = 12

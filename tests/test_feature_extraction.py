@@ -23,7 +23,7 @@ def _train_head(model: resfx.ResNet, n_classes: int) -> None:
 
 @pytest.mark.parametrize("policy", ["eval", "batch"])
 def test_random_backbone_stays_frozen_and_the_head_trains(policy: str) -> None:
-    model = resfx.get_resnet_for_feature_extraction(3, weights=None, bn=policy)
+    model = resfx.get_resnet_for_feature_extraction(num_classes=3, bn=policy)
     assert isinstance(model.fc, resfx.nn.Linear) and model.fc.weight.shape == (3, 512)
     assert model.config.num_classes == 3
     head = {k: v.clone() for k, v in model.fc.state_dict().items()}
@@ -41,7 +41,7 @@ def test_local_checkpoint_loads_into_the_frozen_backbone(tmp_path) -> None:
     source = resfx.resnet34()
     path = tmp_path / "resnet34.pth"
     torch.save(source.state_dict(), path)
-    model = resfx.get_resnet_for_feature_extraction(1, weights=path)
+    model = resfx.get_resnet_for_feature_extraction(num_classes=1, weights=path)
     loaded = model.state_dict()
     for name, tensor in source.state_dict().items():
         if not name.startswith("fc."):
@@ -60,17 +60,38 @@ def test_a_checkpoint_of_another_architecture_is_refused(tmp_path) -> None:
     with pytest.raises(
         resfx.weights.CheckpointMismatchError, match=r"missing keys \[.layer1.2.conv1.weight."
     ):
-        resfx.get_resnet_for_feature_extraction(10, weights=path)
+        resfx.get_resnet_for_feature_extraction(num_classes=10, weights=path)
 
 
 @pytest.mark.parametrize(
-    ("n_classes", "error", "message"),
+    ("num_classes", "error", "message"),
     [
-        (0, ValueError, "n_classes must be at least 1"),
-        (2.0, TypeError, "n_classes must be an int, got 2.0"),
-        (True, TypeError, "n_classes must be an int, got True"),
+        (0, ValueError, "num_classes must be at least 1"),
+        (2.0, TypeError, "num_classes must be an int, got 2.0"),
+        (True, TypeError, "num_classes must be an int, got True"),
+        (None, TypeError, "needs num_classes="),
     ],
 )
-def test_n_classes_is_validated(no_shape_checks: None, n_classes, error, message: str) -> None:
+def test_num_classes_is_validated(no_shape_checks: None, num_classes, error, message: str) -> None:
     with pytest.raises(error, match=message):
-        resfx.get_resnet_for_feature_extraction(n_classes, weights=None)
+        resfx.get_resnet_for_feature_extraction(num_classes=num_classes)
+
+
+def test_the_factory_is_keyword_only_and_offline_by_default(no_shape_checks: None) -> None:
+    with pytest.raises(TypeError, match="positional"):
+        resfx.get_resnet_for_feature_extraction(10)  # type: ignore[misc]
+    assert resfx.models.get_resnet_for_feature_extraction is resfx.get_resnet_for_feature_extraction
+    torch.manual_seed(0)
+    model = resfx.get_resnet_for_feature_extraction(num_classes=2)
+    torch.manual_seed(0)
+    assert torch.equal(model.conv1.weight, resfx.resnet34().conv1.weight)
+
+
+def test_n_classes_is_a_deprecated_alias_for_one_release(no_shape_checks: None) -> None:
+    with pytest.warns(
+        DeprecationWarning, match=r"\(n_classes=\.\.\.\) is deprecated.*pass num_classes"
+    ):
+        model = resfx.get_resnet_for_feature_extraction(n_classes=4)
+    assert model.fc.out_features == 4 and model.config.num_classes == 4
+    with pytest.raises(TypeError, match="got both: num_classes=4"):
+        resfx.get_resnet_for_feature_extraction(num_classes=4, n_classes=4)

@@ -63,3 +63,24 @@ def test_batchnorm_without_running_statistics_cannot_be_folded() -> None:
     )
     with pytest.raises(ValueError, match="without running statistics"):
         fold_batchnorm(pair)
+
+
+class _PreActivationBlock(torch.nn.Module):
+    """BatchNorm before each convolution (He et al. 2016, "identity mappings")."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn1 = resfx.nn.BatchNorm2d(channels)
+        self.conv1 = resfx.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = resfx.nn.BatchNorm2d(channels)
+        self.conv2 = resfx.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(torch.relu(self.bn1(x)))
+        return x + self.conv2(torch.relu(self.bn2(out)))
+
+
+def test_a_pre_activation_block_is_refused_not_folded_wrongly() -> None:
+    block = _PreActivationBlock(4)
+    with pytest.raises(ValueError, match="registers bn1 before conv1, as a pre-activation block"):
+        fold_batchnorm(block)

@@ -204,8 +204,35 @@ def test_freeze_to_trains_only_the_later_stages() -> None:
 def test_freeze_to_errors(no_shape_checks: None) -> None:
     with pytest.raises(ValueError, match="unknown stage 'layer5'"):
         resfx.freeze_to(_tiny(), "layer5")
-    with pytest.raises(TypeError, match=r"this Sequential has no \['conv1', 'bn1'"):
+    with pytest.raises(TypeError, match=r"this Sequential has neither \(no \['conv1', 'bn1'"):
         resfx.freeze_to(nn.Sequential(nn.Linear(2, 2)), "stem")
+
+
+class _TwoStages(nn.Module):
+    """A model of another family that names its own stages (resfx.StagedModel)."""
+
+    stage_names = ("features", "classifier")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        self.classifier = nn.Linear(4, 2)
+
+    def stage(self, name: str) -> list[nn.Module]:
+        return [getattr(self, name)]
+
+
+def test_freeze_to_reads_the_stages_a_model_names(no_shape_checks: None) -> None:
+    model = resfx.freeze_to(_TwoStages(), "features", bn="batch")
+    assert [n for n, _ in resfx.trainable_parameters(model)] == [
+        "classifier.weight",
+        "classifier.bias",
+    ]
+    assert resfx.bn_policy(model.features[1]) == "batch"
+    with pytest.raises(
+        ValueError, match=r"unknown stage 'layer1'; expected one of \('features', 'classifier'\)"
+    ):
+        resfx.freeze_to(_TwoStages(), "layer1")
 
 
 def test_frozen_restores_on_error_and_is_single_use() -> None:
@@ -220,6 +247,17 @@ def test_frozen_restores_on_error_and_is_single_use() -> None:
     assert all(p.requires_grad for p in model.layer2.parameters())
     with pytest.raises(RuntimeError, match="cannot be entered twice"), block:
         pass
+
+
+def test_frozen_restores_each_flag_it_found_including_hand_frozen_ones() -> None:
+    model = _tiny()
+    resfx.freeze(model.layer1)  # by freeze, before the block
+    model.layer2.requires_grad_(False)  # by hand, before the block
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    with resfx.frozen(model):
+        model.layer2.requires_grad_(True)  # unfrozen by hand inside the block
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    assert any(flags.values()) and not all(flags.values())
 
 
 def test_trainable_parameters_and_parameter_groups_hold_trainable_parameters_only() -> None:
@@ -281,7 +319,11 @@ def test_parameter_summary_rows_totals_and_table() -> None:
     assert rows["layer4.0.bn1.weight"].bn_policy == "train"  # frozen by hand: still updates
     assert rows["fc.weight"].bn_policy is None and rows["fc.weight"].shape == (5, 32)
     assert summary.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert summary.total == summary.trainable + summary.frozen
+    frozen_by_name = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.0.bn1.")
+    frozen_count = sum(
+        p.numel() for n, p in model.named_parameters() if n.startswith(frozen_by_name)
+    )
+    assert summary.frozen == frozen_count
     assert summary.total == sum(p.numel() for p in model.parameters())
     table = summary.table().splitlines()
     assert table[0].split() == ["parameter", "shape", "count", "status", "bn"]

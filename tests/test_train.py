@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import resfx
+from resfx.bench import seed_train
 from resfx.data import ImageSplit, epoch_order, iterate_batches, load_split
 from resfx.train import (
     NonFiniteLossError,
@@ -20,7 +21,6 @@ from resfx.train import (
     TrainingArgs,
     TrainResult,
     build_model,
-    seed_train,
     train,
 )
 
@@ -278,3 +278,12 @@ def test_seed_reference_loop_runs_the_seeds_recipe() -> None:
     assert len(result.loss_list) == 2 and len(result.accuracy_list) == 1
     assert result.history.trainable_parameters == 5_130
     assert result.model.bn1.training is False  # evaluated last, as the seed did
+
+
+def test_moved_and_renamed_names_keep_working_for_one_release() -> None:
+    with pytest.warns(DeprecationWarning, match="moved to resfx.bench.seed_train"):
+        assert resfx.train.seed_train is seed_train
+    assert resfx.train.Dataset is resfx.train.DatasetName
+    assert "seed_train" not in resfx.train.__all__ and "Dataset" not in resfx.train.__all__
+    with pytest.raises(AttributeError, match="has no attribute 'check_labels'"):
+        resfx.train.check_labels  # noqa: B018

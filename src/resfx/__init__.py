@@ -5,27 +5,33 @@ Example:
     >>> model = resfx.resnet34(num_classes=10)
     >>> model(torch.randn(2, 3, 64, 64)).shape
     torch.Size([2, 10])
+
+`resfx.data`, `resfx.features`, `resfx.plot`, `resfx.train`, `resfx.bench` and `resfx.cli`
+load on first use (`resfx.train.train(...)` works after `import resfx`), so `import resfx`
+stays light.
 """
+
+import importlib
+from typing import Any
 
 from . import autograd as autograd
 from . import functional as functional
 from . import models as models
 from . import nn as nn
 from . import weights as weights
-from ._feature_extraction import (
-    get_resnet_for_feature_extraction as get_resnet_for_feature_extraction,
-)
 from ._fold import fold_batchnorm as fold_batchnorm
 from ._freeze import BNPolicy as BNPolicy
 from ._freeze import OptimizerCheckError as OptimizerCheckError
 from ._freeze import OptimizerReport as OptimizerReport
 from ._freeze import ParameterRow as ParameterRow
 from ._freeze import ParameterSummary as ParameterSummary
+from ._freeze import StagedModel as StagedModel
 from ._freeze import bn_policy as bn_policy
 from ._freeze import check_optimizer as check_optimizer
 from ._freeze import freeze as freeze
 from ._freeze import freeze_to as freeze_to
 from ._freeze import frozen as frozen
+from ._freeze import is_batchnorm as is_batchnorm
 from ._freeze import parameter_groups as parameter_groups
 from ._freeze import parameter_summary as parameter_summary
 from ._freeze import trainable_parameters as trainable_parameters
@@ -35,11 +41,21 @@ from .autograd import check_gradient_flow as check_gradient_flow
 from .models import ResNet as ResNet
 from .models import ResNetConfig as ResNetConfig
 from .models import create_model as create_model
+from .models import get_resnet_for_feature_extraction as get_resnet_for_feature_extraction
 from .models import list_models as list_models
 from .models import resnet18 as resnet18
 from .models import resnet34 as resnet34
 
 __version__ = "0.1.0"
+
+_ON_FIRST_USE = ("data", "features", "plot", "train", "bench", "cli")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_FIRST_USE:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BNPolicy",
@@ -50,6 +66,7 @@ __all__ = [
     "ParameterSummary",
     "ResNet",
     "ResNetConfig",
+    "StagedModel",
     "autograd",
     "bn_policy",
     "check_gradient_flow",
@@ -61,6 +78,7 @@ __all__ = [
     "frozen",
     "functional",
     "get_resnet_for_feature_extraction",
+    "is_batchnorm",
     "list_models",
     "models",
     "nn",

@@ -47,11 +47,13 @@ def fold_batchnorm(module: tnn.Module) -> tnn.Module:
     done in float64. The copy is in eval mode and its parameters are frozen; the
     original is untouched.
 
-    The pairing reads names, not the data flow: it is right for ResNet-style
+    The pairing reads names and registration order, not the data flow: `bnN` is
+    folded into `convN` only when `convN` is registered first, as in ResNet-style
     modules where `bnN` normalises the output of `convN` (resfx's and
-    torchvision's ResNets, whose outputs the tests compare), and wrong for a
-    module where it does not (a pre-activation block, where `bn1` comes before
-    `conv1`). Check such a model's outputs against the unfolded one.
+    torchvision's ResNets, whose outputs the tests compare). A module that
+    registers `bnN` before `convN`, as a pre-activation block does, is refused
+    rather than folded wrongly; for other layouts, check the outputs against the
+    unfolded model.
 
     Args:
         module: a model or backbone.
@@ -60,7 +62,8 @@ def fold_batchnorm(module: tnn.Module) -> tnn.Module:
         The folded copy.
 
     Raises:
-        ValueError: a BatchNorm without running statistics follows a convolution.
+        ValueError: a BatchNorm without running statistics follows a convolution, or a
+            module registers `bnN` before `convN` (a pre-activation layout).
 
     Example:
         >>> import torch, resfx
@@ -80,6 +83,13 @@ def fold_batchnorm(module: tnn.Module) -> tnn.Module:
             names = list(children)
             previous = names[names.index(name) - 1] if names.index(name) > 0 else None
             if conv_name in children and isinstance(children[conv_name], _CONVS):
+                if names.index(conv_name) > names.index(name):
+                    raise ValueError(
+                        f"{type(parent).__name__} registers {name} before {conv_name}, as a "
+                        f"pre-activation block does (BatchNorm before the convolution); folding "
+                        f"{name} into {conv_name} would be wrong, so fold_batchnorm refuses: "
+                        f"run the model unfolded"
+                    )
                 _fold_pair(children[conv_name], child)
             elif isinstance(parent, (nn.Sequential, tnn.Sequential)) and isinstance(
                 children.get(previous), _CONVS

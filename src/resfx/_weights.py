@@ -496,7 +496,7 @@ def check_state_dict(model: tnn.Module, state_dict: Mapping[str, Tensor]) -> Non
     if any(k.startswith("fc.") for k in wrong):
         hints.append(
             "the classifier differs: load with the checkpoint's num_classes and replace the "
-            "head, or use resfx.get_resnet_for_feature_extraction(n_classes)"
+            "head, or use resfx.get_resnet_for_feature_extraction(num_classes=n)"
         )
     if not_float:
         hints.append(

@@ -31,6 +31,7 @@ from .train import (
     PLOT_NAME,
     DistributedContext,
     NonFiniteLossError,
+    Precision,
     TrainHistory,
     TrainingArgs,
     prepare_output_dir,
@@ -403,7 +404,7 @@ def _register_bench(subcommands: Any) -> None:
     parser.add_argument(
         "--precision",
         action="append",
-        choices=("fp32", "bf16"),
+        choices=get_args(Precision),
         help="repeat for several (default fp32 and bf16 on a GPU, fp32 on the CPU)",
     )
     parser.add_argument(
@@ -462,7 +463,7 @@ def _run_summary(namespace: argparse.Namespace) -> int:
 
 
 def _register_summary(subcommands: Any) -> None:
-    from ._freeze import _POLICIES
+    from ._freeze import BNPolicy
     from .models import STAGES, list_models
 
     parser = subcommands.add_parser(
@@ -487,7 +488,10 @@ def _register_summary(subcommands: Any) -> None:
         help="freeze from the stem up to and including this stage",
     )
     parser.add_argument(
-        "--bn", choices=_POLICIES, default="eval", help="BatchNorm policy of the frozen stages"
+        "--bn",
+        choices=get_args(BNPolicy),
+        default="eval",
+        help="BatchNorm policy of the frozen stages",
     )
     parser.set_defaults(handler=_run_summary)
 

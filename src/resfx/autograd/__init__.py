@@ -6,7 +6,7 @@ Graph utilities are pure functions over `grad_fn.next_functions`; drawing
 Example:
     >>> import torch, resfx
     >>> from resfx import autograd
-    >>> model = resfx.get_resnet_for_feature_extraction(10, weights=None)
+    >>> model = resfx.get_resnet_for_feature_extraction(num_classes=10)
     >>> x = torch.randn(2, 3, 32, 32)
     >>> with autograd.DriftGuard(model), autograd.SavedTensorMeter(exclude=model) as meter:
     ...     loss = model.train()(x).sum()
@@ -16,8 +16,8 @@ Example:
     4096
 """
 
-from ._drift import DriftError as DriftError
-from ._drift import DriftGuard as DriftGuard
+from .._freeze import DriftError as DriftError
+from .._freeze import DriftGuard as DriftGuard
 from ._flow import GradientFlowError as GradientFlowError
 from ._flow import GradientFlowReport as GradientFlowReport
 from ._flow import check_gradient_flow as check_gradient_flow

@@ -107,7 +107,7 @@ def check_gradient_flow(model: nn.Module, loss: AnyTensor | None = None) -> Grad
 
     Example:
         >>> import torch, resfx
-        >>> model = resfx.get_resnet_for_feature_extraction(10, weights=None)
+        >>> model = resfx.get_resnet_for_feature_extraction(num_classes=10)
         >>> loss = model(torch.randn(2, 3, 32, 32)).logsumexp(1).mean()
         >>> print(resfx.check_gradient_flow(model, loss))
         2 trainable, 108 frozen parameters; 2 reached by the loss; 0 with a .grad

@@ -122,7 +122,7 @@ def reachable_parameters(loss: AnyTensor, model: nn.Module) -> list[str]:
 
     Example:
         >>> import torch, resfx
-        >>> model = resfx.get_resnet_for_feature_extraction(10, weights=None)
+        >>> model = resfx.get_resnet_for_feature_extraction(num_classes=10)
         >>> reachable_parameters(model(torch.randn(1, 3, 32, 32)).sum(), model)
         ['fc.weight', 'fc.bias']
     """

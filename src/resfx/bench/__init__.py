@@ -11,6 +11,7 @@ Example:
     'cpu'
 """
 
+from .._precision import autocast as autocast
 from ._job import JOB_RUNS as JOB_RUNS
 from ._job import JobResult as JobResult
 from ._job import format_job_table as format_job_table
@@ -24,6 +25,7 @@ from ._report import format_step_table as format_step_table
 from ._report import plot_steps as plot_steps
 from ._report import step_report as step_report
 from ._report import write_json as write_json
+from ._seed import seed_train as seed_train
 from ._suite import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._suite import STEP_MODES as STEP_MODES
 from ._suite import BenchConfig as BenchConfig
@@ -44,6 +46,7 @@ __all__ = [
     "PreparedStep",
     "StepResult",
     "Timing",
+    "autocast",
     "format_job_table",
     "format_step_table",
     "graph_cost",
@@ -53,6 +56,7 @@ __all__ = [
     "results_as_dicts",
     "run_job_benchmarks",
     "run_step_benchmarks",
+    "seed_train",
     "step_ratios",
     "step_report",
     "synchronize",

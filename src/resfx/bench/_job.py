@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from ..train import TrainingArgs, seed_train, train
+from ..train import TrainingArgs, train
+from ._seed import seed_train
 
 JOB_RUNS: tuple[str, ...] = ("seed", "head", "cached")
 """The seed's reference loop, then resfx's two frozen-backbone modes."""

@@ -5,6 +5,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from .._atomic import atomic_write_bytes
 from ._suite import StepResult, results_as_dicts, step_ratios
 
@@ -76,8 +79,76 @@ def step_report(results: list[StepResult]) -> dict[str, Any]:
     return {"steps": results_as_dicts(results), "ratios": step_ratios(results)}
 
 
+def _series(results: list[StepResult]) -> list[tuple[str, str]]:
+    return sorted({(r.implementation, r.precision) for r in results})
+
+
+def _modes_figure(results: list[StepResult]) -> Figure:
+    """Bars: median step time (and peak GPU memory, when measured) per mode and series."""
+    series = _series(results)
+    modes = list(dict.fromkeys(r.mode for r in results if not r.mode.startswith("freeze_to:")))
+    table = {(r.implementation, r.precision, r.mode): r for r in results}
+    panels = [("median_ms", "step time (ms, median)", "ResNet34 training step by mode")]
+    if any(r.peak_memory_mib for r in results):
+        panels.append(("peak_memory_mib", "peak GPU memory (MiB)", "Peak memory by mode"))
+    figure = Figure(figsize=(13 if len(panels) == 2 else 8, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    width = 0.8 / max(len(series), 1)
+    for axis, (attribute, ylabel, title) in zip(axes, panels, strict=True):
+        for index, (implementation, precision) in enumerate(series):
+            offsets = [m + (index - (len(series) - 1) / 2) * width for m in range(len(modes))]
+            values = [
+                getattr(table.get((implementation, precision, m)), attribute, 0.0) or 0.0
+                for m in modes
+            ]
+            axis.bar(offsets, values, width, label=f"{implementation} {precision}")
+        axis.set_ylabel(ylabel)
+        axis.set_title(title)
+        axis.set_xticks(range(len(modes)))
+        axis.set_xticklabels(modes, rotation=30, ha="right")
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def _depth_figure(results: list[StepResult]) -> Figure | None:
+    """Lines: step time and saved activations against freeze depth; `None` without a sweep."""
+    sweep = [r for r in results if r.mode.startswith("freeze_to:")]
+    if not sweep:
+        return None
+    figure = Figure(figsize=(8, 4.5))
+    FigureCanvasAgg(figure)
+    time_axis = figure.subplots()
+    memory_axis = time_axis.twinx()
+    for implementation, precision in _series(results):
+        rows = [r for r in sweep if (r.implementation, r.precision) == (implementation, precision)]
+        stages = [r.mode.removeprefix("freeze_to:") for r in rows]
+        label = f"{implementation} {precision}"
+        time_axis.plot(stages, [r.median_ms for r in rows], marker="o", label=f"{label} time")
+        memory_axis.plot(
+            stages,
+            [r.saved_bytes / 2**20 for r in rows],
+            marker="s",
+            linestyle="--",
+            label=f"{label} saved activations",
+        )
+    time_axis.set_xlabel("frozen up to and including")
+    time_axis.set_ylabel("step time (ms, median)")
+    memory_axis.set_ylabel("activations saved for backward (MiB)")
+    time_axis.set_title("Cost of a training step against freeze depth")
+    handles = time_axis.get_legend_handles_labels()
+    more = memory_axis.get_legend_handles_labels()
+    time_axis.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Charts: time and peak memory by mode, and cost against freeze depth.
+
+    Drawn on matplotlib `Figure` objects with the Agg canvas: no pyplot state, no
+    backend switch (a notebook's backend stays as it was).
 
     Args:
         results: from `run_step_benchmarks`.
@@ -93,77 +164,15 @@ def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> li
         >>> [p.name for p in plot_steps(rows, tempfile.mkdtemp())]
         ['bench_modes.png']
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "bench_modes.png": _modes_figure(results),
+        "bench_freeze_depth.png": _depth_figure(results),
+    }
     written = []
-    series = sorted({(r.implementation, r.precision) for r in results})
-    modes = list(dict.fromkeys(r.mode for r in results if not r.mode.startswith("freeze_to:")))
-    table = {(r.implementation, r.precision, r.mode): r for r in results}
-    has_memory = any(r.peak_memory_mib for r in results)
-    figure, axes = plt.subplots(1, 2 if has_memory else 1, figsize=(13 if has_memory else 8, 4.5))
-    axes = list(axes) if has_memory else [axes]
-    width = 0.8 / max(len(series), 1)
-    for index, (implementation, precision) in enumerate(series):
-        offsets = [m + (index - (len(series) - 1) / 2) * width for m in range(len(modes))]
-        label = f"{implementation} {precision}"
-        times = [
-            getattr(table.get((implementation, precision, m)), "median_ms", 0.0) for m in modes
-        ]
-        axes[0].bar(offsets, times, width, label=label)
-        if has_memory:
-            peaks = [
-                getattr(table.get((implementation, precision, m)), "peak_memory_mib", 0.0) or 0.0
-                for m in modes
-            ]
-            axes[1].bar(offsets, peaks, width, label=label)
-    axes[0].set_ylabel("step time (ms, median)")
-    axes[0].set_title("ResNet34 training step by mode")
-    if has_memory:
-        axes[1].set_ylabel("peak GPU memory (MiB)")
-        axes[1].set_title("Peak memory by mode")
-    for axis in axes:
-        axis.set_xticks(range(len(modes)))
-        axis.set_xticklabels(modes, rotation=30, ha="right")
-        axis.legend()
-    figure.tight_layout()
-    path = out_dir / "bench_modes.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    written.append(path)
-
-    sweep = [r for r in results if r.mode.startswith("freeze_to:")]
-    if sweep:
-        figure, time_axis = plt.subplots(figsize=(8, 4.5))
-        memory_axis = time_axis.twinx()
-        for implementation, precision in series:
-            rows = [
-                r for r in sweep if (r.implementation, r.precision) == (implementation, precision)
-            ]
-            stages = [r.mode.removeprefix("freeze_to:") for r in rows]
-            label = f"{implementation} {precision}"
-            time_axis.plot(stages, [r.median_ms for r in rows], marker="o", label=f"{label} time")
-            memory_axis.plot(
-                stages,
-                [r.saved_bytes / 2**20 for r in rows],
-                marker="s",
-                linestyle="--",
-                label=f"{label} saved activations",
-            )
-        time_axis.set_xlabel("frozen up to and including")
-        time_axis.set_ylabel("step time (ms, median)")
-        memory_axis.set_ylabel("activations saved for backward (MiB)")
-        time_axis.set_title("Cost of a training step against freeze depth")
-        handles = time_axis.get_legend_handles_labels()
-        more = memory_axis.get_legend_handles_labels()
-        time_axis.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8)
-        figure.tight_layout()
-        path = out_dir / "bench_freeze_depth.png"
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
-        written.append(path)
+    for name, figure in figures.items():
+        if figure is not None:
+            figure.savefig(out_dir / name, dpi=120)
+            written.append(out_dir / name)
     return written

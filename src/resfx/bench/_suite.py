@@ -1,20 +1,20 @@
 """What freezing saves, per training step: every mode measured side by side in one run."""
 
-import contextlib
-import copy
-import functools
 import gc
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import torch
 import torchvision
+from torch import Tensor
 from torch import nn as tnn
 from tqdm.auto import tqdm
 
-from .._fold import fold_batchnorm
 from .._freeze import BNPolicy, freeze_to
+from .._frozen_step import fold_frozen_backbone, frozen_head_logits
+from .._precision import Precision, autocast
+from .._typing import Features, Images, Labels, Logits
 from ..autograd import SavedTensorMeter, count_graph_nodes
 from ..models import STAGES, resnet34
 from ._measure import Timing, time_step
@@ -35,9 +35,10 @@ STEP_MODES: tuple[str, ...] = (
 
 - `full`: fine-tune everything (forward, backward, Adam on all parameters).
 - `frozen-<policy>`: backbone frozen with that BatchNorm policy, head trained.
-- `frozen-folded`: backbone frozen, its eval-mode BatchNorm folded into the
-  convolutions, run without autograd (in bf16, the folded copy's weights are
-  stored in bf16), head trained: what `resfx.train` runs in `"head"` mode.
+- `frozen-folded`: `resfx.train`'s `"head"` step itself, the same functions: the
+  backbone's eval-mode BatchNorm folded into the convolutions, run in inference
+  mode (in bf16 on a GPU, the folded copy's weights are stored in bf16), and the
+  head trained in float32 outside autocast.
 - `forward-only`: the whole model's forward in inference mode (the limit's first part).
 - `head-step`: a head step on cached 512-d features (the limit's second part,
   and the cost per step of training on a feature cache).
@@ -81,14 +82,14 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         unknown = (
-            [p for p in self.precisions if p not in ("fp32", "bf16")]
+            [p for p in self.precisions if p not in get_args(Precision)]
             + [i for i in self.implementations if i not in IMPLEMENTATIONS]
             + [m for m in self.modes if m not in STEP_MODES]
         )
         if unknown:
             raise ValueError(
                 f"unknown precisions, implementations or modes {unknown}; expected "
-                f"('fp32', 'bf16'), {IMPLEMENTATIONS} and {STEP_MODES}"
+                f"{get_args(Precision)}, {IMPLEMENTATIONS} and {STEP_MODES}"
             )
         if min(self.batch_size, self.image_size, self.repeats, self.n_classes) < 1:
             raise ValueError(
@@ -130,24 +131,16 @@ class StepResult:
     times_ms: list[float] = field(default_factory=list)
 
 
-@functools.cache
-def _pristine_models(n_classes: int) -> dict[str, tnn.Module]:
-    """Both implementations once, with torchvision's initial weights; callers copy them."""
-    torch.manual_seed(0)
-    reference = torchvision.models.resnet34(num_classes=n_classes)
-    model = resnet34(num_classes=n_classes)
+def _build_model(implementation: str, num_classes: int) -> tnn.Module:
+    """A fresh ResNet34 with torchvision's initial weights for seed 0, the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        reference = torchvision.models.resnet34(num_classes=num_classes)
+        if implementation == "torchvision":
+            return reference
+        model = resnet34(num_classes=num_classes)
     model.load_state_dict(reference.state_dict(), strict=True)
-    return {"resfx": model, "torchvision": reference}
-
-
-def _build_model(implementation: str, n_classes: int) -> tnn.Module:
-    return copy.deepcopy(_pristine_models(n_classes)[implementation])
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return model
 
 
 @dataclass
@@ -171,8 +164,76 @@ class PreparedStep:
     model: tnn.Module
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """A step's inputs, drawn from a generator of its own (the global RNG is left alone)."""
+
+    images: Images
+    labels: Labels
+    features: Features
+
+    @classmethod
+    def draw(
+        cls, config: BenchConfig, feature_dim: int, memory_format: torch.memory_format
+    ) -> "_Batch":
+        generator = torch.Generator().manual_seed(0)
+        size, batch = config.image_size, config.batch_size
+        images = torch.randn(batch, 3, size, size, generator=generator)
+        labels = torch.randint(0, config.n_classes, (batch,), generator=generator)
+        features = torch.randn(batch, feature_dim, generator=generator)
+        device = torch.device(config.device)
+        return cls(
+            images.to(device).contiguous(memory_format=memory_format),
+            labels.to(device),
+            features.to(device),
+        )
+
+
+def _forward_only(model: tnn.Module, batch: _Batch, precision: Precision) -> PreparedStep:
+    """The whole model's forward in inference mode: the limit's first part."""
+    model.eval()
+
+    def forward_only() -> Logits:
+        with torch.inference_mode(), autocast(batch.images.device, precision):
+            return model(batch.images)
+
+    return PreparedStep(forward_only, None, model)
+
+
+def _loss_of(
+    mode: str, model: tnn.Module, batch: _Batch, precision: Precision
+) -> tuple[list[tnn.Parameter], Callable[[], Tensor]]:
+    """The parameters a mode trains and its forward up to the loss."""
+    loss_fn = tnn.functional.cross_entropy
+    head = model.fc
+    if mode == "head-step":
+        return list(head.parameters()), lambda: loss_fn(head(batch.features), batch.labels)
+    if mode == "frozen-folded":
+        # train's frozen forward itself (resfx._frozen_step), on a copy without the head.
+        backbone = fold_frozen_backbone(model, precision=precision)
+        backbone.fc = tnn.Identity()
+
+        def folded() -> Tensor:
+            logits = frozen_head_logits(backbone, head, batch.images, precision=precision)
+            return loss_fn(logits, batch.labels)
+
+        return list(head.parameters()), folded
+    if mode.startswith("frozen-"):
+        policy: BNPolicy = mode.removeprefix("frozen-")  # type: ignore[assignment]
+        freeze_to(model, "layer4", bn=policy)
+    elif mode.startswith("freeze_to:"):
+        freeze_to(model, mode.removeprefix("freeze_to:"), bn="eval")
+    model.train()
+
+    def trained() -> Tensor:
+        with autocast(batch.images.device, precision):
+            return loss_fn(model(batch.images), batch.labels)
+
+    return [p for p in model.parameters() if p.requires_grad], trained
+
+
 def prepare_step(
-    mode: str, implementation: str, config: BenchConfig, precision: str = "fp32"
+    mode: str, implementation: str, config: BenchConfig, precision: Precision = "fp32"
 ) -> PreparedStep:
     """Build the model, inputs and optimizer of one mode; return the step to time.
 
@@ -193,52 +254,10 @@ def prepare_step(
     device = torch.device(config.device)
     memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
     model = _build_model(implementation, config.n_classes).to(device, memory_format=memory_format)
-    x = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
-    x = x.contiguous(memory_format=memory_format)
-    y = torch.randint(0, config.n_classes, (config.batch_size,), device=device)
-    features = torch.randn(config.batch_size, model.fc.in_features, device=device)
-    loss_fn = tnn.functional.cross_entropy
-
+    batch = _Batch.draw(config, model.fc.in_features, memory_format)
     if mode == "forward-only":
-        model.eval()
-
-        def forward_only() -> Any:
-            with torch.inference_mode(), _autocast(device, precision):
-                return model(x)
-
-        return PreparedStep(forward_only, None, model)
-
-    if mode == "head-step":
-        head = model.fc
-        params: list[tnn.Parameter] = list(head.parameters())
-        forward: Callable[[], Any] = lambda: loss_fn(head(features), y)  # noqa: E731
-    elif mode == "frozen-folded":
-        backbone = copy.deepcopy(model)
-        backbone.fc = tnn.Identity()
-        folded = fold_batchnorm(backbone)
-        if precision == "bf16":
-            folded = folded.to(torch.bfloat16)  # frozen: no per-step weight casts
-        head = model.fc
-        params = list(head.parameters())
-
-        def forward() -> Any:
-            with _autocast(device, precision):
-                with torch.no_grad():
-                    pooled = folded(x)
-                return loss_fn(head(pooled), y)
-    else:
-        if mode.startswith("frozen-"):
-            policy: BNPolicy = mode.removeprefix("frozen-")  # type: ignore[assignment]
-            freeze_to(model, "layer4", bn=policy)
-        elif mode.startswith("freeze_to:"):
-            freeze_to(model, mode.removeprefix("freeze_to:"), bn="eval")
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-
-        def forward() -> Any:
-            with _autocast(device, precision):
-                return loss_fn(model(x), y)
-
+        return _forward_only(model, batch, precision)
+    params, forward = _loss_of(mode, model, batch, precision)
     optimizer = torch.optim.Adam(params, lr=1e-3, fused=device.type == "cuda")
 
     def step() -> None:

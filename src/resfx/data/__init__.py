@@ -24,6 +24,7 @@ from ._decode import resize_to_square as resize_to_square
 from ._decode import to_uint8_image as to_uint8_image
 from ._device import DATASETS as DATASETS
 from ._device import DEFAULT_MEMORY_BUDGET_MIB as DEFAULT_MEMORY_BUDGET_MIB
+from ._device import DatasetName as DatasetName
 from ._device import ImageSplit as ImageSplit
 from ._device import StreamedSplit as StreamedSplit
 from ._device import describe_preprocessing as describe_preprocessing
@@ -52,6 +53,7 @@ __all__ = [
     "IMAGENET_STD",
     "BadImageError",
     "BadImagePolicy",
+    "DatasetName",
     "DatasetUnavailableError",
     "FolderLayout",
     "FolderLayoutError",

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
@@ -30,7 +31,11 @@ from ._decode import BadImageError, BadImagePolicy, Loader, decode_examples, des
 from ._subset import SubsetKind, choose_subset
 from ._synthetic import SyntheticCIFAR10
 
-DATASETS: tuple[str, ...] = ("cifar10", "synthetic")
+DatasetName = Literal["cifar10", "synthetic"]
+"""CIFAR-10 through torchvision, or the generated stand-in with the same shapes
+(`TrainingArgs.data` also takes the path of an image folder)."""
+
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 """Names `load_split` (and `TrainingArgs.data`) accept; `TrainingArgs.data` also takes a folder."""
 
 DEFAULT_MEMORY_BUDGET_MIB: int = 2048

@@ -24,12 +24,15 @@ from torch import Tensor
 from torch import nn as tnn
 
 from .._atomic import atomic_torch_save, remove_stale_temporaries
-from .._typing import Features
+from .._freeze import is_batchnorm
+from .._frozen_step import frozen_features
+from .._precision import PRECISION_DTYPES, check_precision
+from .._typing import Features, Images
 from ..data import ImageSplit, StreamedSplit, describe_preprocessing, iterate_batches
 from ..models import ResNet
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-"""Compute precisions by name: fp32, or bf16 autocast."""
+PRECISIONS: dict[str, torch.dtype] = PRECISION_DTYPES
+"""Compute precisions by name: fp32, or bf16 autocast (`resfx.train.Precision`'s names)."""
 
 
 def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: Tensor) -> None:
@@ -107,9 +110,7 @@ def fingerprint_module(module: tnn.Module, *, exclude_prefix: str | None = None)
 def _batchnorm_modes(model: tnn.Module) -> str:
     """Which normalisation layers are in training mode (they then use batch statistics)."""
     return "".join(
-        "T" if module.training else "E"
-        for module in model.modules()
-        if "BatchNorm" in type(module).__name__
+        "T" if module.training else "E" for module in model.modules() if is_batchnorm(module)
     )
 
 
@@ -199,8 +200,7 @@ def feature_key(
         >>> feature_key(model, split, image_size=32, precision="fp32", bn="eval").split
         'test'
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
+    check_precision(precision)
     return FeatureKey(
         backbone=fingerprint_module(model, exclude_prefix="fc."),
         preprocessing=describe_preprocessing(image_size),
@@ -290,22 +290,28 @@ def compute_stage_features(
         >>> {k: tuple(v.shape) for k, v in out.items()}
         {'stem': (3, 4), 'layer2': (3, 8)}
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
+    check_precision(precision)
     device = split.device
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     chunks: dict[str, list[Tensor]] = {stage: [] for stage in stages}
     order = torch.arange(len(split))
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
-    ):
-        for images, _ in iterate_batches(split, order, batch_size, image_size=image_size):
-            outputs = model.forward_stages(images.contiguous(memory_format=memory_format), stages)
-            for stage, output in outputs.items():
-                pooled = output if output.ndim == 2 else output.float().mean(dim=(2, 3))
-                chunks[stage].append(pooled.float())
-    return {stage: torch.cat(parts).clone() for stage, parts in chunks.items()}
+    widths: dict[str, int] = {}
+
+    def pooled_stages(images: Images) -> Features:
+        # One frozen forward for every stage: their pooled features side by side.
+        pooled = {
+            stage: output if output.ndim == 2 else output.mean(dim=(2, 3))
+            for stage, output in model.forward_stages(images, stages).items()
+        }
+        widths.update((stage, part.shape[1]) for stage, part in pooled.items())
+        return torch.cat(list(pooled.values()), dim=1)
+
+    for images, _ in iterate_batches(split, order, batch_size, image_size=image_size):
+        inputs = images.contiguous(memory_format=memory_format)
+        features = frozen_features(pooled_stages, inputs, precision=precision)
+        for stage, part in zip(widths, features.split(list(widths.values()), dim=1), strict=True):
+            chunks[stage].append(part)
+    return {stage: torch.cat(parts) for stage, parts in chunks.items()}
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -25,6 +25,9 @@ from ._factory import resnext101_64x4d as resnext101_64x4d
 from ._factory import resolve_weights as resolve_weights
 from ._factory import wide_resnet50_2 as wide_resnet50_2
 from ._factory import wide_resnet101_2 as wide_resnet101_2
+from ._feature_extraction import (
+    get_resnet_for_feature_extraction as get_resnet_for_feature_extraction,
+)
 from ._resnet import BLOCKS as BLOCKS
 from ._resnet import FEATURE_STAGES as FEATURE_STAGES
 from ._resnet import STAGES as STAGES
@@ -53,6 +56,7 @@ __all__ = [
     "conv1x1",
     "conv3x3",
     "create_model",
+    "get_resnet_for_feature_extraction",
     "list_models",
     "resnet18",
     "resnet34",

@@ -17,10 +17,11 @@ from torch import Tensor
 from torch import nn as tnn
 
 from .. import nn
+from .._resnet_layout import RESNET_STAGES
 from .._typing import Features, Images, Logits
 from ..nn._switch import _tracing
 
-STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+STAGES: tuple[str, ...] = tuple(RESNET_STAGES)
 """Names of a ResNet's stages, input to output; `freeze_to` takes them."""
 
 FEATURE_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
@@ -435,6 +436,7 @@ class ResNet(tnn.Module):
     """
 
     stage_names: ClassVar[tuple[str, ...]] = STAGES
+    """The stages `stage` and `resfx.freeze_to` take, input to output."""
     feature_stages: ClassVar[tuple[str, ...]] = FEATURE_STAGES
 
     def __init__(self, config: ResNetConfig = ResNetConfig()) -> None:
@@ -493,13 +495,9 @@ class ResNet(tnn.Module):
             >>> [type(m).__name__ for m in ResNet(ResNetConfig(width=8)).stage("stem")]
             ['Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d']
         """
-        if name == "stem":
-            return [self.conv1, self.bn1, self.relu, self.maxpool]
-        if name == "head":
-            return [self.fc]
-        if name in self.stage_names:
-            return [getattr(self, name)]
-        raise ValueError(f"unknown stage {name!r}; expected one of {self.stage_names}")
+        if name not in RESNET_STAGES:
+            raise ValueError(f"unknown stage {name!r}; expected one of {STAGES}")
+        return [getattr(self, attribute) for attribute in RESNET_STAGES[name]]
 
     def forward_stages(
         self, x: Images, stages: Sequence[str] = FEATURE_STAGES

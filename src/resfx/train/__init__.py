@@ -9,8 +9,13 @@ Example:
     (2, 1)
 """
 
+import importlib
+import warnings
+from typing import Any
+
 from ._args import RESUMABLE_CHANGES as RESUMABLE_CHANGES
 from ._args import Dataset as Dataset
+from ._args import DatasetName as DatasetName
 from ._args import Mode as Mode
 from ._args import Precision as Precision
 from ._args import TrainingArgs as TrainingArgs
@@ -18,16 +23,12 @@ from ._checkpoint import CHECKPOINT_NAME as CHECKPOINT_NAME
 from ._checkpoint import Checkpoint as Checkpoint
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import load_checkpoint as load_checkpoint
-from ._checkpoint import save_checkpoint as save_checkpoint
-from ._checkpoint import trainable_state as trainable_state
 from ._distributed import DistributedContext as DistributedContext
-from ._distributed import init_distributed as init_distributed
 from ._distributed import resolve_device as resolve_device
 from ._loop import HISTORY_NAME as HISTORY_NAME
 from ._loop import PLOT_NAME as PLOT_NAME
 from ._loop import NonFiniteLossError as NonFiniteLossError
 from ._loop import build_model as build_model
-from ._loop import check_labels as check_labels
 from ._loop import train as train
 from ._results import TrainHistory as TrainHistory
 from ._results import TrainResult as TrainResult
@@ -35,7 +36,6 @@ from ._rundir import LOCK_NAME as LOCK_NAME
 from ._rundir import OutputDirectoryError as OutputDirectoryError
 from ._rundir import claim_output_dir as claim_output_dir
 from ._rundir import prepare_output_dir as prepare_output_dir
-from ._seed import seed_train as seed_train
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -45,7 +45,7 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "Checkpoint",
     "CheckpointError",
-    "Dataset",
+    "DatasetName",
     "DistributedContext",
     "Mode",
     "NonFiniteLossError",
@@ -55,14 +55,24 @@ __all__ = [
     "TrainResult",
     "TrainingArgs",
     "build_model",
-    "check_labels",
     "claim_output_dir",
-    "init_distributed",
     "load_checkpoint",
     "prepare_output_dir",
     "resolve_device",
-    "save_checkpoint",
-    "seed_train",
     "train",
-    "trainable_state",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `resfx.train.seed_train` moved to `resfx.bench.seed_train` (a benchmark baseline, not
+    # training API); the old name works, with a warning, for one release. Looked up by name
+    # at call time: `bench` imports `train`, so `train` cannot import `bench` at load.
+    if name == "seed_train":
+        warnings.warn(
+            "resfx.train.seed_train moved to resfx.bench.seed_train; the old name is removed in "
+            "the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module("resfx.bench").seed_train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,19 +8,23 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .._freeze import BNPolicy
-from ..data import CIFAR10_SIZES, DATASETS, DEFAULT_MEMORY_BUDGET_MIB, BadImagePolicy, SubsetKind
+from .._precision import Precision
+from ..data import (
+    CIFAR10_SIZES,
+    DATASETS,
+    DEFAULT_MEMORY_BUDGET_MIB,
+    BadImagePolicy,
+    DatasetName,
+    SubsetKind,
+)
 from ..models import list_models
 
 Mode = Literal["head", "full", "cached"]
 """`"head"`: only the new head trains on a frozen backbone (the seed's job); `"full"`:
 everything trains; `"cached"`: frozen features are computed once, then the head trains on them."""
 
-Dataset = Literal["cifar10", "synthetic"]
-"""CIFAR-10 through torchvision, or the generated stand-in with the same shapes
-(`TrainingArgs.data` also takes the path of an image folder)."""
-
-Precision = Literal["fp32", "bf16"]
-"""float32 throughout, or bfloat16 autocast for the backbone (the head and loss stay float32)."""
+Dataset = DatasetName
+"""Deprecated name of `DatasetName` (it shadowed `torch.utils.data.Dataset`); removed in the next release."""
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

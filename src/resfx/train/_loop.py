@@ -15,7 +15,6 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -25,14 +24,15 @@ from torch import nn as tnn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .._feature_extraction import get_resnet_for_feature_extraction
-from .._fold import fold_batchnorm
-from .._freeze import freeze_to, parameter_groups, parameter_summary, unfreeze
+from .._freeze import parameter_groups, parameter_summary, unfreeze
+from .._frozen_step import fold_frozen_backbone, frozen_head_logits
+from .._precision import autocast
 from .._sync import synchronize
 from .._typing import Labels
 from ..data import ImageSplit, StreamedSplit, epoch_order, iterate_batches, load_data
 from ..features import FeatureCache
-from ..models import ResNet, create_model, resolve_weights
+from ..models import ResNet, get_resnet_for_feature_extraction, resolve_weights
+from ..plot import plot_history
 from ._args import TrainingArgs
 from ._checkpoint import (
     CHECKPOINT_NAME,
@@ -90,11 +90,9 @@ def build_model(args: TrainingArgs) -> ResNet:
         True
     """
     torch.manual_seed(args.seed)
-    if args.arch == "resnet34":
-        model = get_resnet_for_feature_extraction(args.n_classes or 10, args.weights, bn=args.bn)
-    else:
-        model = create_model(args.arch, weights=args.weights, num_classes=args.n_classes or 10)
-        freeze_to(model, "layer4", bn=args.bn)
+    model = get_resnet_for_feature_extraction(
+        num_classes=args.n_classes or 10, weights=args.weights, arch=args.arch, bn=args.bn
+    )
     if args.mode == "full":
         unfreeze(model)
     return model
@@ -220,18 +218,14 @@ class _Run:
         self.frozen = "" if self.checkpoint_path is None else frozen_fingerprint(model)
         on_gpu = self.device.type == "cuda"
         self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
-        # The frozen forward runs on a copy with BatchNorm folded into the convolutions:
-        # the same function (running statistics never change under the "eval" policy)
-        # with one kernel less per layer. Other policies need live BatchNorms.
+        # Running statistics never change under the "eval" policy, so the frozen forward may
+        # run on a folded copy; other policies need live BatchNorms.
         folds = args.mode != "full" and args.bn == "eval"
         self.model = model.to(self.device, memory_format=self.memory_format)
         # Folded on the device: the copy and its float64 arithmetic are fast there.
-        backbone = fold_batchnorm(self.model) if folds else self.model
-        if folds and on_gpu and args.precision == "bf16":
-            # A frozen copy may keep its weights in bf16: autocast then has no weight
-            # to cast in every forward (the copy is never trained or saved).
-            backbone = backbone.to(torch.bfloat16)
-        self.backbone = backbone
+        self.backbone = (
+            fold_frozen_backbone(self.model, precision=args.precision) if folds else self.model
+        )
         module = self.model if args.mode == "full" else self.model.fc
         self.trainable: tnn.Module = module
         if context.world_size > 1:
@@ -302,11 +296,6 @@ class _Run:
         synchronize(self.device)
         self.history.feature_seconds = time.perf_counter() - began
 
-    def _autocast(self) -> AbstractContextManager[None]:
-        return torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.args.precision == "bf16"
-        )
-
     def _batches(self, epoch: int, skip: int) -> Iterator[tuple[Tensor, Labels]]:
         args, context = self.args, self.context
         order = epoch_order(
@@ -333,17 +322,16 @@ class _Run:
     def _step(self, inputs: Tensor, labels: Labels) -> Tensor:
         mode = self.args.mode
         if mode == "head":
-            # The backbone is frozen: no graph, no saved activations; only the head's
-            # input is copied out of inference mode so autograd may save it.
-            with torch.inference_mode(), self._autocast():
-                features = self.backbone.forward_features(
-                    inputs.contiguous(memory_format=self.memory_format)
-                )
-            logits = self.trainable(features.to(torch.float32, copy=True))
+            logits = frozen_head_logits(
+                self.backbone.forward_features,
+                self.trainable,
+                inputs.contiguous(memory_format=self.memory_format),
+                precision=self.args.precision,
+            )
         elif mode == "cached":
             logits = self.trainable(inputs)
         else:
-            with self._autocast():
+            with autocast(self.device, self.args.precision):
                 logits = self.trainable(inputs.contiguous(memory_format=self.memory_format))
         loss = F.cross_entropy(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -357,7 +345,7 @@ class _Run:
         share = torch.arange(context.rank, len(split), context.world_size)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
         self.model.eval()
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device, self.args.precision):
             if self.test_features is None:
                 for images, labels in iterate_batches(
                     split, share, _EVAL_BATCH, image_size=self.args.image_size
@@ -464,8 +452,6 @@ class _Run:
         while self.epoch < self.args.epochs:
             self._run_epoch()
         if self.output is not None and self.context.is_main:
-            from ..plot import plot_history
-
             self.history.save_json(self.output / HISTORY_NAME)
             plot_history(self.history, self.output / PLOT_NAME)
         return TrainResult(self.history, self.model)

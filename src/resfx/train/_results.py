@@ -35,8 +35,8 @@ class TrainHistory:
 
     Example:
         >>> h = TrainHistory("head", "synthetic", "cpu", loss_list=[2.3], examples_seen=[64])
-        >>> h.label
-        'head, synthetic data'
+        >>> h.mode, h.loss_list
+        ('head', [2.3])
     """
 
     mode: str
@@ -53,12 +53,6 @@ class TrainHistory:
     trainable_parameters: int = 0
     frozen_parameters: int = 0
     world_size: int = 1
-
-    @property
-    def label(self) -> str:
-        """Mode and dataset for legends and titles; synthetic data always says so."""
-        data = "synthetic data" if self.dataset == "synthetic" else self.dataset.upper()
-        return f"{self.mode}, {data}"
 
     def to_dict(self) -> dict[str, Any]:
         """The history as plain values.

@@ -1,12 +1,12 @@
-"""Drift guard: frozen parameters and buffers stay bitwise what they were."""
+"""Drift guard: frozen parameters and buffers stay bitwise what they were (the proof that freezing held)."""
 
 from types import TracebackType
 
 import torch
 from torch import Tensor, nn
 
-from .._freeze import _frozen_state
 from .._typing import AnyTensor
+from ._policy import frozen_state
 
 _SAME_SIZE_INTEGERS: dict[int, torch.dtype] = {
     1: torch.uint8,
@@ -42,7 +42,7 @@ def _bits(tensor: AnyTensor) -> AnyTensor:
 
 def _guards_buffers(module: nn.Module) -> bool:
     """Frozen parts' buffers are guarded, except BatchNorms frozen with the policy "train"."""
-    state = _frozen_state(module)
+    state = frozen_state(module)
     if state is not None:
         return state.bn_policy != "train"
     own = list(module.parameters(recurse=False))
@@ -75,7 +75,7 @@ class DriftGuard:
         ...     _ = model(torch.randn(8, 4))
         Traceback (most recent call last):
         ...
-        resfx.autograd._drift.DriftError: frozen tensors changed:
+        resfx._freeze._drift.DriftError: frozen tensors changed:
           - 1.running_mean: 4 of 4 elements differ
           - 1.running_var: 4 of 4 elements differ
           - 1.num_batches_tracked: 1 of 1 elements differ
@@ -117,7 +117,7 @@ class DriftGuard:
             >>> guard.check()
             Traceback (most recent call last):
             ...
-            resfx.autograd._drift.DriftError: frozen tensors changed:
+            resfx._freeze._drift.DriftError: frozen tensors changed:
               - bias: 2 of 2 elements differ
         """
         current = dict(self.module.named_parameters())

@@ -1,4 +1,7 @@
-"""The seed's training loop, kept as it was: the reference that resfx's `train` is measured against."""
+"""The seed's training loop, kept as it was: the baseline that resfx's `train` is measured against.
+
+It lives with the benchmarks because that is all it is for: a baseline, not a way to train.
+"""
 
 import time
 from typing import Any
@@ -10,12 +13,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .._sync import synchronize
-from .._weights import load_weights
 from ..data import SyntheticCIFAR10, get_cifar_subset, seed_transform
 from ..models import resolve_weights
-from ._args import TrainingArgs
-from ._distributed import DistributedContext, resolve_device
-from ._results import TrainHistory, TrainResult
+from ..train import DistributedContext, TrainHistory, TrainingArgs, TrainResult, resolve_device
+from ..weights import load_weights
 
 
 class _ImagesInMemory(Dataset):
@@ -84,14 +85,9 @@ def seed_train(args: TrainingArgs) -> TrainResult:
     """
     began = time.perf_counter()
     device = resolve_device(args.device, DistributedContext(0, 1, 0))
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the seed's program reseeds the global RNG; kept as it was
     trainset, testset = _seed_data(args)
-    model = torchvision.models.resnet34()
-    if args.weights is not None:
-        load_weights(model, resolve_weights("resnet34", args.weights))
-    model.requires_grad_(False)
-    model.fc = torch.nn.Linear(512, args.n_classes or 10)
-    model = model.to(device)
+    model = _seed_model(args).to(device)
     optimizer = torch.optim.Adam(model.fc.parameters(), lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
     train_loader = DataLoader(
@@ -113,24 +109,51 @@ def seed_train(args: TrainingArgs) -> TrainResult:
     history.setup_seconds = time.perf_counter() - began
     for _ in range(args.epochs):
         epoch_began = time.perf_counter()
-        model.train()
-        for images, labels in train_loader:
-            images, labels = images.to(device), labels.to(device)
-            loss = F.cross_entropy(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            history.loss_list.append(loss.item())
-            seen = history.examples_seen[-1] if history.examples_seen else 0
-            history.examples_seen.append(seen + len(labels))
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for images, labels in test_loader:
-                predicted = model(images.to(device)).argmax(dim=1)
-                correct += int((predicted == labels.to(device)).sum())
+        _seed_epoch(model, train_loader, optimizer, history, device)
+        correct = _seed_correct(model, test_loader, device)
         synchronize(device)
         history.accuracy_list.append(correct / len(testset))
         history.epoch_examples.append(history.examples_seen[-1])
         history.epoch_times.append(time.perf_counter() - epoch_began)
     return TrainResult(history, model)
+
+
+def _seed_model(args: TrainingArgs) -> torch.nn.Module:
+    """torchvision's ResNet34, every weight frozen by `requires_grad_(False)`, a new head."""
+    model = torchvision.models.resnet34()
+    if args.weights is not None:
+        load_weights(model, resolve_weights("resnet34", args.weights))
+    model.requires_grad_(False)
+    model.fc = torch.nn.Linear(512, args.n_classes or 10)
+    return model
+
+
+def _seed_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    history: TrainHistory,
+    device: torch.device,
+) -> None:
+    """One training epoch as the seed ran it: train mode, a host read of the loss every step."""
+    model.train()
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.loss_list.append(loss.item())
+        seen = history.examples_seen[-1] if history.examples_seen else 0
+        history.examples_seen.append(seen + len(labels))
+
+
+def _seed_correct(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> int:
+    """Correct test predictions, in eval mode without gradients."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            predicted = model(images.to(device)).argmax(dim=1)
+            correct += int((predicted == labels.to(device)).sum())
+    return correct
