@@ -144,9 +144,8 @@ class Finetuner:
     their BatchNorms return to how they were before freezing) and sets every
     group's learning rate by the formula in this module's documentation.
     Parts of the model in no stage stay frozen. Save `state_dict()` with the
-    model's trainable state; to resume, build the same model and `Finetuner`,
-    call `load_state_dict` first (it starts the stages that had started),
-    then load the model's state.
+    model's state; to resume, build the same model and `Finetuner`, load the
+    model's state, then the Finetuner's (it starts the stages that had started).
 
     Args:
         model: the model; its stages are named as in `stage_map`.
@@ -281,7 +280,10 @@ class Finetuner:
     def _start_due(self) -> list[str]:
         # Past the last step nothing new starts: a stage due at epoch `epochs` never trains.
         epoch = min(self._step, self.total_steps - 1) // self.steps_per_epoch
-        due = [s for s in self.stages if s.start_epoch <= epoch and s.name not in self.started]
+        return self._start([s.name for s in self.stages if s.start_epoch <= epoch])
+
+    def _start(self, names: list[str]) -> list[str]:
+        due = [s for s in self.stages if s.name in names and s.name not in self.started]
         modules = dict(self.model.named_modules())
         for stage in due:
             for module_name in stage.modules:
@@ -291,9 +293,8 @@ class Finetuner:
                         _thaw(sub, state)
             self.started.append(stage.name)
         started = {s.name for s in due}
-        for (stage, _, members), group in zip(
-            self._members, self.optimizer.param_groups, strict=True
-        ):
+        groups = self.optimizer.param_groups
+        for (stage, _, members), group in zip(self._members, groups, strict=True):
             if stage.name in started:
                 group["params"].extend(p for p in members if p.requires_grad)
         return [s.name for s in due]
@@ -421,11 +422,12 @@ class Finetuner:
             >>> tuner = resfx.Finetuner(torchvision.models.resnet18(), [("head", 0)], epochs=1,
             ...                         steps_per_epoch=1, lr=0.1)
             >>> sorted(tuner.state_dict())
-            ['config', 'format', 'optimizer', 'step']
+            ['config', 'format', 'optimizer', 'started', 'step']
         """
         return {
             "format": _FORMAT,
             "step": self._step,
+            "started": list(self.started),
             "config": self._config(),
             "optimizer": self.optimizer.state_dict(),
         }
@@ -433,8 +435,11 @@ class Finetuner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state_dict()`'s output: start the stages that had started, load the optimizer.
 
-        Call it on a new `Finetuner` over a freshly built model, before loading
-        the model's trainable state (which needs those stages trainable).
+        Call it on a new `Finetuner` over a freshly built model, after loading
+        the model's saved values (every stage is frozen but the first, so
+        `load_state_dict(..., strict=False)` puts each saved tensor in place). Every
+        setting must be the saving run's, except `epochs` under the constant
+        schedule (the others depend on the run's length), so a run can be extended.
 
         Raises:
             ValueError: `state` is not a Finetuner state, was made with other
@@ -452,10 +457,12 @@ class Finetuner:
             raise ValueError(f"not a Finetuner state ({_FORMAT}): {type(state).__name__}")
         config = self._config()
         saved = state["config"]
+        # A constant schedule does not depend on the run's length: a run may be extended.
+        extendable = {"epochs"} if self.schedule == "constant" else set()
         differing = [
             f"{key}={saved.get(key)!r} (now {value!r})"
             for key, value in config.items()
-            if _plain(saved.get(key)) != _plain(value)
+            if key not in extendable and _plain(saved.get(key)) != _plain(value)
         ]
         if differing:
             raise ValueError(
@@ -468,8 +475,9 @@ class Finetuner:
                 f"load it into a new Finetuner"
             )
         self._step = int(state["step"])
-        self._start_due()
+        self._start(list(state["started"]))  # the groups as saved, then what is due now
         self.optimizer.load_state_dict(state["optimizer"])
+        self._start_due()
         if self._step < self.total_steps:
             self._set_learning_rates()
 
