@@ -480,5 +480,6 @@ class frozen:
                     parameter.requires_grad_(flags[name])
             if saved is not None:
                 set_frozen_state(sub, saved)
+                note_frozen(sub, sub.parameters(recurse=False))
                 if saved.bn_policy is not None:
                     apply_policy(sub, saved, saved.bn_policy)
