@@ -104,3 +104,33 @@ def randomise_resnet_state(model: torch.nn.Module, seed: int = 0) -> dict[str, t
             elif ("bn" in name or "downsample.1" in name) and name.endswith("bias"):
                 tensor.copy_(0.1 * noise)
     return state
+
+
+class TinyResNet(torch.nn.Module):
+    """A few-hundred-parameter stand-in with a ResNet's module names, fast under any test budget.
+
+    `activation="relu"` names the stem as torchvision does (`conv1`, `bn1`,
+    `relu`, `maxpool`); `activation="act1"` as timm's `ResNet` does.
+    """
+
+    def __init__(self, activation: str = "relu", num_classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(4)
+        self.activation = activation
+        self.add_module(activation, torch.nn.ReLU())
+        self.maxpool = torch.nn.MaxPool2d(2)
+        for index in range(1, 5):
+            layer = torch.nn.Sequential(
+                torch.nn.Conv2d(4, 4, 3, padding=1, bias=False),
+                torch.nn.BatchNorm2d(4),
+                torch.nn.ReLU(),
+            )
+            self.add_module(f"layer{index}", layer)
+        self.fc = torch.nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(getattr(self, self.activation)(self.bn1(self.conv1(x))))
+        for index in range(1, 5):
+            x = getattr(self, f"layer{index}")(x)
+        return self.fc(x.mean((2, 3)))

@@ -39,7 +39,7 @@ def test_every_training_setting_has_a_flag_with_help() -> None:
     text = train_parser.format_help()
     for field in dataclasses.fields(TrainingArgs):
         assert "--" + field.name.replace("_", "-") in text, field.name
-    assert "{head,full,cached}" in text and "--no-resume" in text
+    assert "{head,full,cached,partial}" in text and "--no-resume" in text
 
 
 def test_defaults_parse_to_the_seeds_settings_with_an_output_dir() -> None:

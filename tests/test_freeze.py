@@ -160,17 +160,23 @@ def test_unfreeze_adds_the_thawed_parameters_to_the_optimizer_once() -> None:
     resfx.freeze(model.layer4)
     resfx.unfreeze(model.layer4, optimizer=optimizer)  # all held already: no new group
     assert len(optimizer.param_groups) == 2
-    resfx.unfreeze(model, optimizer=optimizer)
+    resfx.unfreeze(model, optimizer=optimizer, model=model)
     held = sorted(id(p) for group in optimizer.param_groups for p in group["params"])
     assert len(optimizer.param_groups) == 3 and held == sorted(id(p) for p in model.parameters())
 
 
-def test_unfreeze_into_an_optimizer_with_named_groups() -> None:
+def test_unfreeze_into_an_optimizer_with_named_groups_uses_full_names(
+    no_shape_checks: None,
+) -> None:
     model = resfx.freeze(_tiny())
     model.fc.requires_grad_(True)
-    optimizer = torch.optim.SGD(list(model.fc.named_parameters()), lr=0.1)
-    resfx.unfreeze(model.layer4, optimizer=optimizer)
-    assert optimizer.param_groups[1]["param_names"][0] == "0.conv1.weight"
+    optimizer = torch.optim.SGD(list(model.fc.named_parameters(prefix="fc")), lr=0.1)
+    with pytest.raises(ValueError, match="pass model= .* full names"):
+        resfx.unfreeze(model.layer4, optimizer=optimizer)
+    resfx.freeze(model.layer4)
+    resfx.unfreeze(model.layer4, optimizer=optimizer, model=model)
+    names = [n for g in optimizer.param_groups[1:] for n in g["param_names"]]
+    assert names == [n for n, _ in model.layer4.named_parameters(prefix="layer4")]
 
 
 def test_unfreeze_errors(no_shape_checks: None) -> None:
@@ -204,7 +210,7 @@ def test_freeze_to_trains_only_the_later_stages() -> None:
 def test_freeze_to_errors(no_shape_checks: None) -> None:
     with pytest.raises(ValueError, match="unknown stage 'layer5'"):
         resfx.freeze_to(_tiny(), "layer5")
-    with pytest.raises(TypeError, match=r"this Sequential has neither \(no \['conv1', 'bn1'"):
+    with pytest.raises(TypeError, match=r"cannot tell the stages of this Sequential"):
         resfx.freeze_to(nn.Sequential(nn.Linear(2, 2)), "stem")
 
 
@@ -230,7 +236,8 @@ def test_freeze_to_reads_the_stages_a_model_names(no_shape_checks: None) -> None
     ]
     assert resfx.bn_policy(model.features[1]) == "batch"
     with pytest.raises(
-        ValueError, match=r"unknown stage 'layer1'; expected one of \('features', 'classifier'\)"
+        ValueError,
+        match=r"unknown stage 'layer1'; this model's stages are \['features', 'classifier'\]",
     ):
         resfx.freeze_to(_TwoStages(), "layer1")
 
@@ -304,7 +311,7 @@ def test_check_optimizer_reports_frozen_parameters_state_and_missing_ones() -> N
     with pytest.raises(resfx.OptimizerCheckError, match="extra.weight") as raised:
         resfx.check_optimizer(optimizer, model, strict=True)
     assert raised.value.report == report
-    assert len(report.problems()) == 3
+    assert len(report.describe()) == 3
     groups = resfx.parameter_groups(model, lr=0.1)
     assert resfx.check_optimizer(torch.optim.SGD(groups), model, strict=True).ok
 

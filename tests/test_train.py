@@ -70,7 +70,7 @@ def test_defaults_are_the_seeds_job() -> None:
         ({"testset_size": 0}, "testset_size must be between 1"),
         (
             {"mode": "linear"},
-            "unknown mode 'linear'; expected one of \\('head', 'full', 'cached'\\)",
+            "unknown mode 'linear'; expected one of \\('head', 'full', 'cached', 'partial'\\)",
         ),
         ({"data": "mnist"}, "unknown data 'mnist'"),
         ({"precision": "fp16"}, "unknown precision 'fp16'; expected one of \\('fp32', 'bf16'\\)"),

@@ -18,22 +18,34 @@ from . import autograd as autograd
 from . import functional as functional
 from . import models as models
 from . import nn as nn
+
+# Last: the job composes everything above (`resfx.train` is an attribute after `import resfx`).
+from . import train as train
 from . import weights as weights
 from ._fold import fold_batchnorm as fold_batchnorm
 from ._freeze import BNPolicy as BNPolicy
+from ._freeze import Finetuner as Finetuner
 from ._freeze import OptimizerCheckError as OptimizerCheckError
 from ._freeze import OptimizerReport as OptimizerReport
 from ._freeze import ParameterRow as ParameterRow
 from ._freeze import ParameterSummary as ParameterSummary
+from ._freeze import Schedule as Schedule
 from ._freeze import StagedModel as StagedModel
+from ._freeze import StageSpec as StageSpec
 from ._freeze import bn_policy as bn_policy
 from ._freeze import check_optimizer as check_optimizer
+from ._freeze import convert_sync_batchnorm as convert_sync_batchnorm
 from ._freeze import freeze as freeze
 from ._freeze import freeze_to as freeze_to
 from ._freeze import frozen as frozen
+from ._freeze import has_running_stats as has_running_stats
 from ._freeze import is_batchnorm as is_batchnorm
+from ._freeze import load_optimizer_state as load_optimizer_state
 from ._freeze import parameter_groups as parameter_groups
 from ._freeze import parameter_summary as parameter_summary
+from ._freeze import schedule_factor as schedule_factor
+from ._freeze import stage_map as stage_map
+from ._freeze import stage_modules as stage_modules
 from ._freeze import trainable_parameters as trainable_parameters
 from ._freeze import unfreeze as unfreeze
 from .autograd import GradientFlowError as GradientFlowError
@@ -59,6 +71,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BNPolicy",
+    "Finetuner",
     "GradientFlowError",
     "OptimizerCheckError",
     "OptimizerReport",
@@ -66,11 +79,14 @@ __all__ = [
     "ParameterSummary",
     "ResNet",
     "ResNetConfig",
+    "Schedule",
+    "StageSpec",
     "StagedModel",
     "autograd",
     "bn_policy",
     "check_gradient_flow",
     "check_optimizer",
+    "convert_sync_batchnorm",
     "create_model",
     "fold_batchnorm",
     "freeze",
@@ -78,14 +94,20 @@ __all__ = [
     "frozen",
     "functional",
     "get_resnet_for_feature_extraction",
+    "has_running_stats",
     "is_batchnorm",
     "list_models",
+    "load_optimizer_state",
     "models",
     "nn",
     "parameter_groups",
     "parameter_summary",
     "resnet18",
     "resnet34",
+    "schedule_factor",
+    "stage_map",
+    "stage_modules",
+    "train",
     "trainable_parameters",
     "unfreeze",
     "weights",

@@ -1,16 +1,20 @@
 """The BatchNorm policies of frozen parts, and the record `freeze` keeps on each module it changes."""
 
 import functools
+import warnings
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..nn import BatchNorm2d
 
 BNPolicy = Literal["eval", "batch", "train"]
-"""How a frozen BatchNorm behaves in train mode.
+"""How a frozen BatchNorm (any module with running statistics, see `has_running_stats`) behaves in train mode.
 
 - `"eval"`: normalise with the running statistics and never update them, even
   after `model.train()` (the module stays in eval mode).
@@ -21,6 +25,13 @@ BNPolicy = Literal["eval", "batch", "train"]
 """
 
 _STATE = "_resfx_frozen"
+_RUNNING = ("running_mean", "running_var", "num_batches_tracked")
+
+_FROZEN_BY: Any = WeakIdKeyDictionary()
+"""Tensor -> weak references to the modules whose `freeze` record froze it (parameters) or
+fixed it by a policy (running statistics). A runtime index, not part of any copy: it lets
+`unfreeze` find the other owners of a shared parameter and `bn_policy` a SyncBatchNorm that
+`torch.nn.SyncBatchNorm.convert_sync_batchnorm` made behind `freeze`'s back."""
 
 
 @dataclass
@@ -61,6 +72,90 @@ def is_batchnorm(module: nn.Module) -> bool:
     return isinstance(module, (BatchNorm2d, _BatchNorm))
 
 
+def has_running_stats(module: nn.Module) -> bool:
+    """Whether the BatchNorm policies apply to `module`: a BatchNorm, or a norm with running statistics.
+
+    That is every `is_batchnorm` module and every other subclass of torch's
+    `_NormBase` holding running statistics (`InstanceNorm1d/2d/3d` with
+    `track_running_stats=True`): in train mode all of them update their
+    buffers at every forward.
+
+    Args:
+        module: any module.
+
+    Returns:
+        `True` when a policy applies.
+
+    Example:
+        >>> import torch, resfx
+        >>> from resfx import has_running_stats
+        >>> has_running_stats(torch.nn.InstanceNorm2d(3, track_running_stats=True))
+        True
+        >>> has_running_stats(torch.nn.InstanceNorm2d(3)), has_running_stats(torch.nn.LayerNorm(3))
+        (False, False)
+    """
+    return is_batchnorm(module) or (
+        isinstance(module, _NormBase) and getattr(module, "running_mean", None) is not None
+    )
+
+
+def note_frozen(module: nn.Module, tensors: Iterable[Tensor]) -> None:
+    """Index `tensors` as frozen (or policy-held) by `module`."""
+    for tensor in tensors:
+        owners = _FROZEN_BY.setdefault(tensor, [])
+        if not any(ref() is module for ref in owners):
+            owners.append(weakref.ref(module))
+
+
+def note_thawed(module: nn.Module, tensors: Iterable[Tensor]) -> None:
+    """Drop `module` from the index entries of `tensors`."""
+    for tensor in tensors:
+        owners = [ref for ref in _FROZEN_BY.get(tensor, []) if ref() not in (None, module)]
+        if owners:
+            _FROZEN_BY[tensor] = owners
+        elif tensor in _FROZEN_BY:
+            del _FROZEN_BY[tensor]
+
+
+def frozen_by(tensor: Tensor) -> list[nn.Module]:
+    """The live modules whose `freeze` record holds `tensor` frozen, in the order they froze it."""
+    return [module for ref in _FROZEN_BY.get(tensor, []) if (module := ref()) is not None]
+
+
+def running_tensors(module: nn.Module) -> list[Tensor]:
+    """A norm module's own parameters and running-statistics buffers."""
+    own = list(module.parameters(recurse=False))
+    return own + [b for name, b in module.named_buffers(recurse=False) if name in _RUNNING]
+
+
+def converted_behind_freeze(module: nn.Module) -> bool:
+    """Whether `module` is a SyncBatchNorm made from a frozen BatchNorm by torch's converter.
+
+    `torch.nn.SyncBatchNorm.convert_sync_batchnorm` builds new modules around the
+    same parameter and buffer tensors, without `freeze`'s record or policy.
+    """
+    return (
+        isinstance(module, nn.SyncBatchNorm)
+        and frozen_state(module) is None
+        # The BatchNorm it replaced may be gone already: a dead reference counts too.
+        and any(
+            ref() is not module for t in running_tensors(module) for ref in _FROZEN_BY.get(t, [])
+        )
+    )
+
+
+def warn_converted(name: str) -> None:
+    """Warn that the SyncBatchNorm `name` lost its policy to torch's converter."""
+    warnings.warn(
+        f"{name or 'the module'} is a SyncBatchNorm made by torch.nn.SyncBatchNorm."
+        f"convert_sync_batchnorm from a BatchNorm frozen by resfx.freeze: the conversion dropped "
+        f"its policy, so it runs in train mode and updates its running statistics; convert with "
+        f"resfx.convert_sync_batchnorm, which keeps the policies",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def check_policy(bn: str) -> None:
     """Raise `ValueError` unless `bn` is one of the `BNPolicy` names."""
     policies = get_args(BNPolicy)
@@ -94,42 +189,70 @@ def _train_frozen_batchnorm(module: nn.Module, mode: bool = True) -> nn.Module:
     return module
 
 
+def _forward_without_running_stats(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """`forward` of a norm under the `"batch"` policy that has no `track_running_stats` switch.
+
+    torch's InstanceNorm uses and updates its buffers in train mode whatever
+    `track_running_stats` says; with the buffers hidden for the call it uses
+    each input's statistics and updates nothing. Eval mode uses the buffers.
+    """
+    if not module.training:
+        return type(module).forward(module, *args, **kwargs)
+    hidden = {name: module._buffers[name] for name in _RUNNING if name in module._buffers}
+    module._buffers.update(dict.fromkeys(hidden))
+    try:
+        return type(module).forward(module, *args, **kwargs)
+    finally:
+        module._buffers.update(hidden)
+
+
 def apply_policy(module: nn.Module, state: FrozenState, bn: BNPolicy) -> None:
-    """Make the BatchNorm `module` behave as `bn` says, recording it in `state`."""
+    """Make the norm `module` (see `has_running_stats`) behave as `bn` says, recording it in `state`."""
     state.bn_policy = bn
+    note_frozen(module, running_tensors(module))
     if bn == "eval":
         # An instance attribute shadows nn.Module.train for this module only; a partial of a
         # module-level function survives deepcopy and pickle (torch.save of the whole model).
         state.training = module.training
         module.train = functools.partial(_train_frozen_batchnorm, module)
         module.training = False
-    elif bn == "batch":
+    elif bn == "batch" and is_batchnorm(module):
         # torch's and resfx's BatchNorm forward: training with track_running_stats=False uses
         # batch statistics and passes no buffers to update; eval mode still uses the buffers.
         module.track_running_stats = False
+    elif bn == "batch":
+        module.forward = functools.partial(_forward_without_running_stats, module)
 
 
 def release_policy(module: nn.Module, state: FrozenState) -> None:
-    """Undo `apply_policy` on the BatchNorm `module`."""
+    """Undo `apply_policy` on the norm `module`."""
     if state.bn_policy == "eval":
         del module.train
         module.training = bool(state.training)
         state.training = None
-    elif state.bn_policy == "batch":
+    elif state.bn_policy == "batch" and is_batchnorm(module):
         module.track_running_stats = bool(state.track_running_stats)
+    elif state.bn_policy == "batch":
+        del module.forward
 
 
 def bn_policy(module: nn.Module) -> BNPolicy | None:
     """How a BatchNorm behaves now: its `freeze` policy, `"train"` if not frozen by `freeze`.
 
     A BatchNorm frozen by plain `requires_grad_(False)` reports `"train"`: its
-    running statistics still update in train mode.
+    running statistics still update in train mode. So does a SyncBatchNorm
+    that `torch.nn.SyncBatchNorm.convert_sync_batchnorm` made from a frozen
+    BatchNorm, with a warning (`resfx.convert_sync_batchnorm` keeps policies).
 
     Args:
         module: any module.
 
     Returns:
-        The policy for a BatchNorm (see `is_batchnorm`), `None` for other modules.
+        The policy for a module with running statistics (see `has_running_stats`),
+        `None` for other modules.
+
+    Warns:
+        UserWarning: `module` is a SyncBatchNorm converted behind `freeze`'s back.
 
     Example:
         >>> import torch, resfx
@@ -137,8 +260,10 @@ def bn_policy(module: nn.Module) -> BNPolicy | None:
         >>> resfx.bn_policy(bn), resfx.bn_policy(resfx.freeze(bn)), resfx.bn_policy(torch.nn.ReLU())
         ('train', 'eval', None)
     """
-    if not is_batchnorm(module):
+    if not has_running_stats(module):
         return None
+    if converted_behind_freeze(module):
+        warn_converted(type(module).__name__)
     state = frozen_state(module)
     if state is None or state.bn_policy is None:
         return "train"

@@ -1,12 +1,17 @@
 """Gradient-flow check: frozen parameters get nothing, trainable ones get a finite gradient."""
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .._typing import AnyTensor
-from ._graph import reachable_parameters
+from ._graph import trace_graph
+
+_REENTRANT_CHECKPOINT = "CheckpointFunctionBackward"
+"""The node `torch.utils.checkpoint(..., use_reentrant=True)` leaves: the parameters used
+inside are not in the graph until backward reruns the function."""
 
 _PROBLEMS: dict[str, str] = {
     "requires_grad_attribute": (
@@ -64,6 +69,9 @@ class GradientFlowReport:
         frozen: names of the others.
         reachable: parameters the loss reaches, `None` when checked without a loss.
         with_grad: parameters holding a `.grad` when checked.
+        unverified: trainable parameters the graph did not reach, not called dead
+            because the loss passes through reentrant checkpointing (see
+            `check_gradient_flow`).
 
     Example:
         >>> report = GradientFlowReport(("fc.weight",), ("conv1.weight",), ("fc.weight",), ())
@@ -75,12 +83,14 @@ class GradientFlowReport:
     frozen: tuple[str, ...]
     reachable: tuple[str, ...] | None
     with_grad: tuple[str, ...]
+    unverified: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         reached = "" if self.reachable is None else f"; {len(self.reachable)} reached by the loss"
+        unverified = f"; {len(self.unverified)} unverified" if self.unverified else ""
         return (
             f"{len(self.trainable)} trainable, {len(self.frozen)} frozen parameters{reached}; "
-            f"{len(self.with_grad)} with a .grad"
+            f"{len(self.with_grad)} with a .grad{unverified}"
         )
 
 
@@ -95,6 +105,13 @@ def check_gradient_flow(model: nn.Module, loss: AnyTensor | None = None) -> Grad
     carry an attribute `requires_grad` (`module.requires_grad = False` is a
     silent no-op in PyTorch; `requires_grad_(False)` is the method).
 
+    Reentrant checkpointing (`torch.utils.checkpoint(..., use_reentrant=True)`)
+    hides the parameters used inside it from the graph until backward runs
+    the function again, so a loss cannot tell them from dead ones: the
+    trainable parameters it does not reach are then reported as `unverified`
+    (with a warning), not as dead. Check after `backward()` without a loss
+    (the `.grad` fields), or use `use_reentrant=False`, which the graph sees through.
+
     Args:
         model: the model to check.
         loss: the loss (or any output) to trace, or `None` to check `.grad` after backward.
@@ -104,6 +121,9 @@ def check_gradient_flow(model: nn.Module, loss: AnyTensor | None = None) -> Grad
 
     Raises:
         GradientFlowError: something is wrong; it names every offending parameter.
+
+    Warns:
+        UserWarning: the loss passes through reentrant checkpointing (see above).
 
     Example:
         >>> import torch, resfx
@@ -125,7 +145,11 @@ def check_gradient_flow(model: nn.Module, loss: AnyTensor | None = None) -> Grad
     trainable = tuple(name for name, p in named if p.requires_grad)
     frozen = tuple(name for name, p in named if not p.requires_grad)
     with_grad = tuple(name for name, p in named if p.grad is not None)
-    reachable = None if loss is None else tuple(reachable_parameters(loss, model))
+    graph = None if loss is None else trace_graph(loss, model)
+    reachable = None
+    if graph is not None:
+        reached_names = set(graph.parameters)
+        reachable = tuple(name for name, _ in named if name in reached_names)
     found: dict[str, tuple[str, ...]] = {
         "requires_grad_attribute": tuple(
             name or "<root>"
@@ -145,11 +169,26 @@ def check_gradient_flow(model: nn.Module, loss: AnyTensor | None = None) -> Grad
         found["missing_grad"] = tuple(
             name for name, p in named if p.requires_grad and p.grad is None
         )
-    else:
+    unverified: tuple[str, ...] = ()
+    if graph is not None and reachable is not None:
         reached = set(reachable)
         found["frozen_reachable"] = tuple(name for name in frozen if name in reached)
-        found["dead"] = tuple(name for name in trainable if name not in reached)
+        unreached = tuple(name for name in trainable if name not in reached)
+        if any(node.name == _REENTRANT_CHECKPOINT for node in graph.nodes):
+            unverified = unreached
+        else:
+            found["dead"] = unreached
     problems = {kind: names for kind, names in found.items() if names}
     if problems:
         raise GradientFlowError(problems)
-    return GradientFlowReport(trainable, frozen, reachable, with_grad)
+    if unverified:
+        warnings.warn(
+            f"the loss passes through torch.utils.checkpoint(..., use_reentrant=True), which "
+            f"hides the parameters used inside it until backward: {len(unverified)} trainable "
+            f"parameters the graph does not reach could not be verified ({list(unverified)[:4]}"
+            f"{' ...' if len(unverified) > 4 else ''}); check after loss.backward() with "
+            f"check_gradient_flow(model), or checkpoint with use_reentrant=False",
+            UserWarning,
+            stacklevel=2,
+        )
+    return GradientFlowReport(trainable, frozen, reachable, with_grad, unverified)

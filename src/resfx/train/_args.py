@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from .._freeze import BNPolicy
+from .._freeze import BNPolicy, OptimizerName, Schedule
 from .._precision import Precision
+from .._resnet_layout import RESNET_STAGES
 from ..data import (
     CIFAR10_SIZES,
     DATASETS,
@@ -19,14 +20,16 @@ from ..data import (
 )
 from ..models import list_models
 
-Mode = Literal["head", "full", "cached"]
+Mode = Literal["head", "full", "cached", "partial"]
 """`"head"`: only the new head trains on a frozen backbone (the seed's job); `"full"`:
-everything trains; `"cached"`: frozen features are computed once, then the head trains on them."""
+everything trains; `"cached"`: frozen features are computed once, then the head trains on them;
+`"partial"`: the stages after `freeze_to` train (or those `stages` lists, from their epochs)."""
 
 Dataset = DatasetName
 """Deprecated name of `DatasetName` (it shadowed `torch.utils.data.Dataset`); removed in the next release."""
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_STAGE_ITEM = re.compile(r"^(?P<stage>[a-z0-9_]+):(?P<epoch>\d+)$")
 
 
 _BOUNDS: dict[str, tuple[int, int]] = {
@@ -80,13 +83,24 @@ class TrainingArgs:
     Args:
         batch_size: examples per optimizer step (per process in a distributed run).
         epochs: passes over the training subset.
-        learning_rate: Adam's learning rate.
+        learning_rate: the peak learning rate (of the head's group in a staged run).
         n_classes: outputs of the new head; `None` takes the data's class count (10
             for CIFAR-10 and synthetic, the class folders of an image folder); a
             number that disagrees with an image folder's classes is an error.
         trainset_size: first training examples used.
         testset_size: first test examples used.
-        mode: `"head"`, `"full"` or `"cached"` (see `Mode`).
+        mode: `"head"`, `"full"`, `"cached"` or `"partial"` (see `Mode`).
+        freeze_to: in `"partial"` mode, the last stage kept frozen (`"stem"` ... `"layer4"`);
+            every later stage trains from the start.
+        stages: in `"partial"` mode instead of `freeze_to`, a staged run:
+            `"head:0,layer4:2,layer3:4"` trains each stage from the epoch
+            after its colon (see `resfx.Finetuner`); unlisted stages stay frozen.
+        optimizer: `"adam"`, `"adamw"` or `"sgd"` (momentum 0.9).
+        weight_decay: weight decay of weights with 2 or more axes (biases and norms: 0).
+        lr_decay: in `"partial"` mode, each stage's rate is this times the next
+            stage's toward the head (layer-wise decay).
+        schedule: `"constant"`, `"cosine"` or `"onecycle"` over the whole run.
+        warmup_epochs: linear warm-up of each stage from when it starts, in epochs.
         data: `"cifar10"`, `"synthetic"`, or the path of an image folder
             (`train/` and `test/` or `val/` class folders, or one folder of class
             folders split by `test_fraction`).
@@ -136,7 +150,7 @@ class TrainingArgs:
 
     batch_size: int = field(default=64, metadata=_help("examples per optimizer step"))
     epochs: int = field(default=5, metadata=_help("passes over the training subset"))
-    learning_rate: float = field(default=1e-3, metadata=_help("Adam's learning rate"))
+    learning_rate: float = field(default=1e-3, metadata=_help("the peak learning rate"))
     n_classes: int | None = field(
         default=None, metadata=_help("outputs of the new head; none: the data's class count")
     )
@@ -148,6 +162,28 @@ class TrainingArgs:
             "head: train the new head on the frozen backbone; full: fine-tune everything; "
             "cached: compute frozen features once, then train the head on them"
         ),
+    )
+    freeze_to: str | None = field(
+        default=None,
+        metadata=_help("partial mode: the last stage kept frozen (stem, layer1 ... layer4)"),
+    )
+    stages: str | None = field(
+        default=None,
+        metadata=_help("partial mode, a staged run: stage:epoch pairs, e.g. head:0,layer4:2"),
+    )
+    optimizer: OptimizerName = field(default="adam", metadata=_help("adam, adamw or sgd"))
+    weight_decay: float = field(
+        default=0.0, metadata=_help("weight decay of weights (not of biases and norms)")
+    )
+    lr_decay: float = field(
+        default=1.0,
+        metadata=_help("partial mode: each stage's rate x this per stage from the head"),
+    )
+    schedule: Schedule = field(
+        default="constant", metadata=_help("learning-rate schedule: constant, cosine, onecycle")
+    )
+    warmup_epochs: float = field(
+        default=0.0, metadata=_help("linear warm-up of each stage from its start, in epochs")
     )
     data: str = field(
         default="cifar10",
@@ -245,6 +281,8 @@ class TrainingArgs:
             ("bn", BNPolicy),
             ("subset", SubsetKind),
             ("on_bad_image", BadImagePolicy),
+            ("optimizer", OptimizerName),
+            ("schedule", Schedule),
         ):
             if getattr(self, name) not in get_args(allowed):
                 raise ValueError(
@@ -259,6 +297,11 @@ class TrainingArgs:
                 )
         if not _DEVICE.match(self.device):
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu, cuda or cuda:N")
+        for name in ("weight_decay", "lr_decay", "warmup_epochs"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0) or (name == "lr_decay" and value == 0):
+                raise ValueError(f"{name} must be finite and >= 0 (lr_decay > 0), got {value}")
+        self._check_partial()
         if self.mode == "cached" and self.bn != "eval":
             raise ValueError(
                 f"mode='cached' needs bn='eval' (with bn={self.bn!r} a frozen feature depends on "
@@ -268,6 +311,67 @@ class TrainingArgs:
             raise ValueError(
                 "resume, overwrite and checkpoint_every need output_dir, where checkpoint.pt is kept"
             )
+
+    def _check_partial(self) -> None:
+        if self.mode != "partial":
+            if self.freeze_to is not None or self.stages is not None:
+                raise ValueError(
+                    f"freeze_to and stages are for mode='partial' (got mode={self.mode!r}, "
+                    f"freeze_to={self.freeze_to!r}, stages={self.stages!r})"
+                )
+            return
+        if (self.freeze_to is None) == (self.stages is None):
+            raise ValueError(
+                "mode='partial' needs freeze_to (e.g. 'layer3': layer4 and the head train) or "
+                "stages (e.g. 'head:0,layer4:2'), one of the two"
+            )
+        frozen_stages = tuple(RESNET_STAGES)[:-1]
+        if self.freeze_to is not None and self.freeze_to not in frozen_stages:
+            raise ValueError(
+                f"unknown freeze_to {self.freeze_to!r}; expected one of {frozen_stages}"
+            )
+        if self.stages is not None:
+            self.stage_schedule()
+
+    def stage_schedule(self) -> list[tuple[str, int]]:
+        """The `(stage, start epoch)` pairs of this run, head first (see `resfx.Finetuner`).
+
+        `"head"` and `"full"` train `[("head", 0)]` and every stage from epoch
+        0; `"partial"` the stages after `freeze_to`, or those of `stages`.
+
+        Raises:
+            ValueError: `stages` is malformed or names an unknown stage.
+
+        Example:
+            >>> TrainingArgs(mode="partial", stages="head:0,layer4:2").stage_schedule()
+            [('head', 0), ('layer4', 2)]
+            >>> TrainingArgs(mode="partial", freeze_to="layer3").stage_schedule()
+            [('head', 0), ('layer4', 0)]
+        """
+        names = tuple(RESNET_STAGES)
+        if self.mode in ("head", "cached"):
+            return [("head", 0)]
+        if self.mode == "full":
+            return [(name, 0) for name in reversed(names)]
+        if self.stages is None:
+            kept = names.index(str(self.freeze_to))
+            return [(name, 0) for name in reversed(names[kept + 1 :])]
+        pairs = []
+        for item in self.stages.split(","):
+            match = _STAGE_ITEM.match(item.strip())
+            if match is None or match["stage"] not in names:
+                raise ValueError(
+                    f"stages must be stage:epoch pairs with stages from {names}, e.g. "
+                    f"'head:0,layer4:2'; got {item!r} in {self.stages!r}"
+                )
+            pairs.append((match["stage"], int(match["epoch"])))
+        listed = [name for name, _ in pairs]
+        if len(set(listed)) != len(listed) or min(epoch for _, epoch in pairs) != 0:
+            raise ValueError(
+                f"stages must name each stage once and start one at epoch 0 (the head, "
+                f"usually), got {self.stages!r}"
+            )
+        return pairs
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain values, for JSON and checkpoints.

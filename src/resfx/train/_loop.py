@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import nn as tnn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .._freeze import parameter_groups, parameter_summary, unfreeze
+from .._freeze import Finetuner, parameter_summary, unfreeze
 from .._frozen_step import fold_frozen_backbone, frozen_head_logits
 from .._precision import autocast
 from .._sync import synchronize
@@ -166,6 +167,38 @@ def check_labels(split: ImageSplit | StreamedSplit, n_classes: int) -> None:
         )
 
 
+def _finetuner(
+    args: TrainingArgs, model: tnn.Module, steps_per_epoch: int, on_gpu: bool
+) -> Finetuner:
+    """The optimizer, its groups and the learning-rate schedule of `train(args)`, in one object.
+
+    Every mode goes through it: `"head"`/`"cached"` train the head alone,
+    `"full"` every stage from the start, `"partial"` the stages after
+    `freeze_to` or those of `stages` from their epochs (see `TrainingArgs.stage_schedule`).
+    """
+    lr, decay = args.learning_rate, args.weight_decay
+
+    def build(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        if args.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+        kind = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
+        return kind(groups, lr=lr, fused=on_gpu)
+
+    return Finetuner(
+        model,
+        args.stage_schedule(),
+        epochs=args.epochs,
+        steps_per_epoch=steps_per_epoch,
+        lr=lr,
+        lr_decay=args.lr_decay,
+        weight_decay=decay,
+        optimizer=build,
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        bn=args.bn,
+    )
+
+
 class _LossLog:
     """Losses kept on the device until read in one transfer (reads make the host wait)."""
 
@@ -219,24 +252,29 @@ class _Run:
         on_gpu = self.device.type == "cuda"
         self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
         # Running statistics never change under the "eval" policy, so the frozen forward may
-        # run on a folded copy; other policies need live BatchNorms.
-        folds = args.mode != "full" and args.bn == "eval"
+        # run on a folded copy; other policies, and modes that train backbone stages, need
+        # live BatchNorms.
+        folds = args.mode in ("head", "cached") and args.bn == "eval"
         self.model = model.to(self.device, memory_format=self.memory_format)
         # Folded on the device: the copy and its float64 arithmetic are fast there.
         self.backbone = (
             fold_frozen_backbone(self.model, precision=args.precision) if folds else self.model
         )
-        module = self.model if args.mode == "full" else self.model.fc
+        self.tuner = _finetuner(args, self.model, self._steps_per_epoch(), on_gpu)
+        self.optimizer = self.tuner.optimizer
+        staged = any(start > 0 for _, start in args.stage_schedule())
+        if staged and context.world_size > 1:
+            raise ValueError(
+                f"a staged run (stages={args.stages!r}) changes what trains mid-run, which "
+                f"DistributedDataParallel cannot follow; run it in one process, or start every "
+                f"stage at epoch 0"
+            )
+        module = self.model if args.mode in ("full", "partial") else self.model.fc
         self.trainable: tnn.Module = module
         if context.world_size > 1:
             self.trainable = DistributedDataParallel(
                 module, device_ids=[self.device.index] if on_gpu else None
             )
-        self.optimizer = torch.optim.Adam(
-            parameter_groups(self.model, lr=args.learning_rate),
-            lr=args.learning_rate,
-            fused=on_gpu,
-        )
         if self.output is not None and context.is_main:
             check_checkpoint_space(self.output, self.model)
         summary = parameter_summary(self.model)
@@ -258,6 +296,10 @@ class _Run:
         self.log = _LossLog(context)
         self.history.setup_seconds = time.perf_counter() - began
 
+    def _steps_per_epoch(self) -> int:
+        share = math.ceil(len(self.train_split) / self.context.world_size)
+        return math.ceil(share / self.args.batch_size)
+
     def _resume(self) -> None:
         if not (self.args.resume and self.checkpoint_path and self.checkpoint_path.is_file()):
             return
@@ -268,8 +310,13 @@ class _Run:
                 f"the checkpoint has {checkpoint.epoch} epochs done but epochs={self.args.epochs}; "
                 f"pass epochs={checkpoint.epoch} or more to continue it"
             )
+        # The values first (only the head trains yet, so every saved tensor has its place),
+        # then the Finetuner starts the stages that had started and those due now.
         restore_state(self.model, checkpoint.state)
-        self.optimizer.load_state_dict(checkpoint.optimizer)
+        try:
+            self.tuner.load_state_dict(checkpoint.optimizer)
+        except ValueError as error:
+            raise CheckpointError(f"{self.checkpoint_path}: {error}") from error
         restored = history_from(checkpoint)
         restored.device, restored.args = self.history.device, self.history.args
         self.history = restored
@@ -337,6 +384,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.tuner.step()
         return loss.detach()
 
     def _evaluate(self) -> float:
@@ -351,7 +399,7 @@ class _Run:
                     split, share, _EVAL_BATCH, image_size=self.args.image_size
                 ):
                     images = images.contiguous(memory_format=self.memory_format)
-                    if self.args.mode == "full":
+                    if self.args.mode in ("full", "partial"):
                         logits = self.model(images)
                     else:
                         logits = self.model.fc(self.backbone.forward_features(images))
@@ -398,7 +446,7 @@ class _Run:
             checkpoint = Checkpoint(
                 args=self.args.to_dict(),
                 state=trainable_state(self.model),
-                optimizer=self.optimizer.state_dict(),
+                optimizer=self.tuner.state_dict(),
                 epoch=self.epoch,
                 batch=self.batch,
                 step=self.step,
@@ -412,8 +460,7 @@ class _Run:
     def _run_epoch(self) -> None:
         args = self.args
         began = time.perf_counter()
-        share = math.ceil(len(self.train_split) / self.context.world_size)
-        steps = math.ceil(share / args.batch_size)
+        steps = self._steps_per_epoch()
         show = sys.stderr.isatty() if args.progress is None else args.progress
         bar = tqdm(
             total=steps,
@@ -439,6 +486,7 @@ class _Run:
                 self._save()
         self._flush(self.epoch, bar)
         bar.close()
+        self.tuner.epoch_end()
         accuracy = self._evaluate()
         synchronize(self.device)
         history = self.history
