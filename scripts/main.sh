@@ -11,7 +11,7 @@ weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['resnet34.IMAGEN
 probe_weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['resnet18.IMAGENET1K_V1'].cache_path; print('IMAGENET1K_V1' if p.is_file() else 'none')")
 resfx bench --quick --out runs/bench
 resfx train --data synthetic --weights "$weights" --mode cached --trainset-size 5000 \
-    --testset-size 1000 --epochs 5 --image-size 64 --device cpu --output-dir runs/synthetic
+    --testset-size 1000 --epochs 5 --image-size 64 --device cpu --output-dir runs/synthetic --overwrite
 resfx probe --data synthetic --archs resnet18 --weights "$probe_weights" --trainset-size 2000 \
     --testset-size 500 --image-size 64 --output-dir runs/probe
 echo "main job done: runs/bench (benchmark report), runs/synthetic (training history and plot), runs/probe (probe per stage)"

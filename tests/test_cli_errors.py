@@ -260,7 +260,7 @@ def test_help_states_each_default_once() -> None:
     answer = _resfx(["train", "--help"])
     assert answer.returncode == 0
     progress = answer.stdout[answer.stdout.index("--progress, --no-progress") :]
-    progress = progress[: progress.index("--debug")]
+    progress = progress[: progress.index("\n  --", 1)]  # up to the next flag
     assert progress.count("default") == 1, progress
     assert "--overwrite" in answer.stdout and "--debug" in answer.stdout
 
