@@ -582,7 +582,11 @@ class FeatureCache:
         """
         _refuse_train_mode(model)
         base = feature_key(model, split, image_size=image_size, precision=precision, bn=bn)
-        keys = {stage: dataclasses.replace(base, stage=stage) for stage in stages}
+        channels = model.config.stage_channels
+        keys = {
+            stage: dataclasses.replace(base, stage=stage, feature_shape=(channels[stage],))
+            for stage in stages
+        }
         found = {stage: self._lookup(key) for stage, key in keys.items()}
         missing = [stage for stage, value in found.items() if value is None]
         if missing:
