@@ -48,6 +48,7 @@ from ._freeze import stage_map as stage_map
 from ._freeze import stage_modules as stage_modules
 from ._freeze import trainable_parameters as trainable_parameters
 from ._freeze import unfreeze as unfreeze
+from ._version import __version__ as __version__
 from .autograd import GradientFlowError as GradientFlowError
 from .autograd import check_gradient_flow as check_gradient_flow
 from .models import ResNet as ResNet
@@ -57,8 +58,6 @@ from .models import get_resnet_for_feature_extraction as get_resnet_for_feature_
 from .models import list_models as list_models
 from .models import resnet18 as resnet18
 from .models import resnet34 as resnet34
-
-__version__ = "0.1.0"
 
 _ON_FIRST_USE = ("data", "features", "plot", "train", "bench", "cli")
 

@@ -23,7 +23,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from . import __version__
+from ._version import __version__
 from .data import DatasetUnavailableError
 from .train import (
     CHECKPOINT_NAME,

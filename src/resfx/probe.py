@@ -8,6 +8,7 @@ and scored on the test split. This is what CLIP_benchmark and VTAB do across
 models; here it is done across the stages of one frozen backbone.
 
 Example:
+    >>> import resfx
     >>> from resfx.data import load_split
     >>> from resfx.models import ResNet, ResNetConfig
     >>> model = resfx.freeze(ResNet(ResNetConfig(width=4, layers=(1, 1, 1, 1))))
@@ -30,13 +31,11 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-import resfx
-
 from ._atomic import atomic_write_bytes
 from ._freeze import freeze
 from .data import DEFAULT_MEMORY_BUDGET_MIB, ImageSplit, StreamedSplit, load_data
 from .features import FeatureCache
-from .models import FEATURE_STAGES, ResNet, create_model
+from .models import FEATURE_STAGES, ResNet, create_model, list_models
 
 PROBE_STAGES: tuple[str, ...] = tuple(s for s in FEATURE_STAGES if s != "pooled")
 """Stages a probe can read: `stem`, `layer1` ... `layer4` (each average-pooled)."""
@@ -290,11 +289,9 @@ class ProbeArgs:
     )
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.arch_list if a not in resfx.models.list_models()]
+        unknown = [a for a in self.arch_list if a not in list_models()]
         if unknown:
-            raise ValueError(
-                f"unknown archs {unknown}; expected names from {resfx.models.list_models()}"
-            )
+            raise ValueError(f"unknown archs {unknown}; expected names from {list_models()}")
         wrong = [s for s in self.stage_list if s not in PROBE_STAGES]
         if wrong or not self.stage_list:
             raise ValueError(f"unknown stages {wrong}; expected names from {PROBE_STAGES}")
