@@ -277,5 +277,5 @@ def test_modules_reject_bad_configuration_and_input(no_shape_checks: None) -> No
 
 def test_shape_annotations_are_checked_at_runtime_in_the_suite() -> None:
     # The jaxtyping import hook is on in the tests: a rank-3 input fails the annotation.
-    with pytest.raises(TypeError, match=r"(?s)parameter 'x'.*f32\[2,2,3\].*b c h w"):
+    with pytest.raises(TypeError, match=r"(?s)parameter 'input'.*f32\[2,2,3\].*b c h w"):
         nn.BatchNorm2d(2)(torch.randn(2, 2, 3))
