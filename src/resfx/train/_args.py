@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .._freeze import BNPolicy, OptimizerName, Schedule
+from .._frozen_step import CompileMode
 from .._precision import Precision
 from .._resnet_layout import RESNET_STAGES
 from ..data import (
@@ -122,6 +123,11 @@ class TrainingArgs:
         image_size: side of the resized square images.
         device: `"auto"` (GPU when there is one), `"cpu"`, `"cuda"` or `"cuda:N"`.
         precision: `"fp32"` or `"bf16"`.
+        compile: `"head"`/`"cached"` modes with `bn="eval"`: `"off"` runs the folded
+            frozen backbone eagerly; a `torch.compile` mode (see `resfx.CompileMode`)
+            compiles it for one batch shape, and on a GPU also replays the head's step
+            from a CUDA graph (Adam/AdamW, constant learning rate, one process). The
+            compile time is the set-up phase `"compile"`.
         seed: seeds the head's initialisation, the shuffling and the synthetic data.
         num_workers: DataLoader workers of the seed's reference loop (resfx's own
             pipeline keeps the images on the device and needs none).
@@ -200,6 +206,13 @@ class TrainingArgs:
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
     precision: Precision = field(
         default="fp32", metadata=_help("fp32, or bf16 autocast for the backbone")
+    )
+    compile: CompileMode = field(
+        default="off",
+        metadata=_help(
+            "head/cached modes: torch.compile mode of the folded frozen backbone, plus a "
+            "CUDA-graphed head step on a GPU; off: eager"
+        ),
     )
     seed: int = field(default=0, metadata=_help("seeds initialisation, shuffling, synthetic data"))
     num_workers: int = field(
@@ -283,6 +296,7 @@ class TrainingArgs:
             ("on_bad_image", BadImagePolicy),
             ("optimizer", OptimizerName),
             ("schedule", Schedule),
+            ("compile", CompileMode),
         ):
             if getattr(self, name) not in get_args(allowed):
                 raise ValueError(
@@ -306,6 +320,12 @@ class TrainingArgs:
             raise ValueError(
                 f"mode='cached' needs bn='eval' (with bn={self.bn!r} a frozen feature depends on "
                 f"the other images in its batch, so it cannot be cached); use mode='head'"
+            )
+        if self.compile != "off" and (self.mode not in ("head", "cached") or self.bn != "eval"):
+            raise ValueError(
+                f"compile={self.compile!r} compiles the folded frozen backbone of mode 'head' or "
+                f"'cached' with bn='eval' (got mode={self.mode!r}, bn={self.bn!r}); pass "
+                f"compile='off' for this run"
             )
         if (self.resume or self.overwrite or self.checkpoint_every) and self.output_dir is None:
             raise ValueError(

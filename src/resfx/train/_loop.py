@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .._freeze import Finetuner, parameter_summary, unfreeze
-from .._frozen_step import fold_frozen_backbone, frozen_head_logits
+from .._frozen_step import FrozenForward, HeadStep, fold_frozen_backbone
 from .._precision import autocast
 from .._sync import synchronize
 from .._typing import Labels
@@ -260,6 +260,14 @@ class _Run:
         self.backbone = (
             fold_frozen_backbone(self.model, precision=args.precision) if folds else self.model
         )
+        self.frozen_forward: FrozenForward | None = None
+        if args.mode == "head":
+            self.frozen_forward = FrozenForward(
+                self.backbone.forward_features,
+                mode=args.compile,
+                batch_size=args.batch_size,
+                precision=args.precision,
+            )
         self.tuner = _finetuner(args, self.model, self._steps_per_epoch(), on_gpu)
         self.optimizer = self.tuner.optimizer
         staged = any(start > 0 for _, start in args.stage_schedule())
@@ -275,6 +283,14 @@ class _Run:
             self.trainable = DistributedDataParallel(
                 module, device_ids=[self.device.index] if on_gpu else None
             )
+        # The head's step, replayed from a CUDA graph when compiling on a GPU; the rate
+        # a graph replays must not change, and DDP's all-reduce is not captured.
+        self.head_step = HeadStep(
+            self.trainable,
+            self.optimizer,
+            graph=args.compile != "off" and context.world_size == 1,
+            constant_lr=args.schedule == "constant" and args.warmup_epochs == 0,
+        )
         if self.output is not None and context.is_main:
             check_checkpoint_space(self.output, self.model)
         summary = parameter_summary(self.model)
@@ -289,6 +305,13 @@ class _Run:
         )
         self.epoch, self.batch, self.step = 0, 0, 0
         self._resume()
+        self.compile_seconds = 0.0
+        if self.frozen_forward is not None and self.frozen_forward.compiled:
+            size = args.image_size
+            example = torch.zeros(args.batch_size, 3, size, size, device=self.device)
+            self.compile_seconds = self.frozen_forward.warm_up(
+                example.contiguous(memory_format=self.memory_format)
+            )
         self.train_features: Tensor | None = None
         self.test_features: Tensor | None = None
         if args.mode == "cached":
@@ -367,25 +390,20 @@ class _Run:
             yield self.train_features[chosen], self.train_split.labels[chosen]
 
     def _step(self, inputs: Tensor, labels: Labels) -> Tensor:
-        mode = self.args.mode
-        if mode == "head":
-            logits = frozen_head_logits(
-                self.backbone.forward_features,
-                self.trainable,
-                inputs.contiguous(memory_format=self.memory_format),
-                precision=self.args.precision,
-            )
-        elif mode == "cached":
-            logits = self.trainable(inputs)
+        if self.args.mode in ("head", "cached"):
+            if self.frozen_forward is not None:
+                inputs = self.frozen_forward(inputs.contiguous(memory_format=self.memory_format))
+            loss = self.head_step(inputs, labels)
         else:
             with autocast(self.device, self.args.precision):
                 logits = self.trainable(inputs.contiguous(memory_format=self.memory_format))
-        loss = F.cross_entropy(logits.float(), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+            loss = F.cross_entropy(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss = loss.detach()
         self.tuner.step()
-        return loss.detach()
+        return loss
 
     def _evaluate(self) -> float:
         """Test accuracy; each process scores its share, the counts are summed over processes."""
@@ -393,16 +411,20 @@ class _Run:
         share = torch.arange(context.rank, len(split), context.world_size)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
         self.model.eval()
-        with torch.inference_mode(), autocast(self.device, self.args.precision):
+        # The head is scored as it trains: on float32 features, in float32, outside autocast.
+        # no_grad, not inference_mode: the images stay normal tensors, as the compiled frozen
+        # forward saw them when it was compiled (inference tensors would compile it again).
+        with torch.no_grad():
             if self.test_features is None:
                 for images, labels in iterate_batches(
                     split, share, _EVAL_BATCH, image_size=self.args.image_size
                 ):
                     images = images.contiguous(memory_format=self.memory_format)
-                    if self.args.mode in ("full", "partial"):
-                        logits = self.model(images)
+                    if self.frozen_forward is None:
+                        with autocast(self.device, self.args.precision):
+                            logits = self.model(images)
                     else:
-                        logits = self.model.fc(self.backbone.forward_features(images))
+                        logits = self.model.fc(self.frozen_forward(images))
                     correct += (logits.argmax(dim=1) == labels).sum()
             else:
                 chosen = share.to(self.device)
