@@ -48,6 +48,10 @@ from ._freeze import stage_map as stage_map
 from ._freeze import stage_modules as stage_modules
 from ._freeze import trainable_parameters as trainable_parameters
 from ._freeze import unfreeze as unfreeze
+from ._frozen_step import CompileMode as CompileMode
+from ._frozen_step import FrozenForward as FrozenForward
+from ._frozen_step import HeadStep as HeadStep
+from ._frozen_step import fold_frozen_backbone as fold_frozen_backbone
 from ._version import __version__ as __version__
 from .autograd import GradientFlowError as GradientFlowError
 from .autograd import check_gradient_flow as check_gradient_flow
@@ -70,8 +74,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BNPolicy",
+    "CompileMode",
     "Finetuner",
+    "FrozenForward",
     "GradientFlowError",
+    "HeadStep",
     "OptimizerCheckError",
     "OptimizerReport",
     "ParameterRow",
@@ -88,6 +95,7 @@ __all__ = [
     "convert_sync_batchnorm",
     "create_model",
     "fold_batchnorm",
+    "fold_frozen_backbone",
     "freeze",
     "freeze_to",
     "frozen",

@@ -30,6 +30,23 @@ def fold_frozen_backbone(model: M, *, precision: str) -> M:
 
     On a GPU with `"bf16"` the copy's floating-point weights are stored in bfloat16.
     The original is untouched.
+
+    Args:
+        model: the frozen model (or backbone), on the device it will run on.
+        precision: `"fp32"` or `"bf16"`.
+
+    Returns:
+        The folded copy, in eval mode, every parameter frozen.
+
+    Raises:
+        ValueError: an unknown precision, or a layout `fold_batchnorm` refuses.
+
+    Example:
+        >>> import resfx
+        >>> model = resfx.ResNet(resfx.ResNetConfig(width=4, layers=(1, 1, 1, 1)))
+        >>> folded = fold_frozen_backbone(model, precision="fp32")
+        >>> folded.training, any(p.requires_grad for p in folded.parameters())
+        (False, False)
     """
     check_precision(precision)
     folded = fold_batchnorm(model)
@@ -46,6 +63,11 @@ def frozen_features(
 
     The result is a copy made outside inference mode, so autograd may save it for the
     head's backward.
+
+    Example:
+        >>> import torch
+        >>> frozen_features(torch.nn.Flatten(), torch.ones(2, 3, 2, 2), precision="fp32").shape
+        torch.Size([2, 12])
     """
     with torch.inference_mode(), autocast(images.device, precision):
         features = backbone(images)
