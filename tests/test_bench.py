@@ -11,18 +11,22 @@ import resfx.train._loop as loop
 from resfx.bench import (
     STEP_MODES,
     BenchConfig,
+    Ratio,
     StepResult,
     format_step_table,
+    peak_memory,
     plot_steps,
     prepare_step,
     run_step_benchmarks,
     step_ratios,
     step_report,
+    time_interleaved,
     write_json,
 )
+from resfx.models import resnet34
 from resfx.train import TrainingArgs, train
 
-TINY = {"batch_size": 2, "image_size": 32, "warmup": 0, "repeats": 1}
+TINY = {"batch_size": 2, "image_size": 32, "warmup": 0, "repeats": 2}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,49 @@ def test_every_mode_and_sweep_stage_is_measured_for_both_implementations(tiny_re
     ]
     assert tuple(modes[:7]) == STEP_MODES
     assert measured == {(i, m) for i in ("resfx", "torchvision") for m in modes}
-    assert all(r.median_ms > 0 and len(r.times_ms) == 1 for r in tiny_results)
+    assert all(r.median_ms > 0 and len(r.times_ms) == 2 for r in tiny_results)
+    assert all(r.round_medians_ms == r.times_ms for r in tiny_results)  # a step per round
+
+
+def test_interleaved_rounds_run_every_step_in_a_shuffled_order() -> None:
+    calls: list[str] = []
+    steps = {name: lambda name=name: calls.append(name) for name in "abcd"}
+    timings = time_interleaved(steps, rounds=6, steps_per_round=2, seed=1)
+    rounds = [calls[i : i + 8] for i in range(0, len(calls), 8)]
+    assert len(rounds) == 6 and all(sorted(r) == sorted("aabbccdd") for r in rounds)
+    assert all(r[0::2] == r[1::2] for r in rounds)  # a step's repeats run in a row
+    orders = [r[0::2] for r in rounds]
+    # shuffled per round: "a" is not always first, nor always after the same step
+    assert len({o[o.index("a") - 1] if o.index("a") else None for o in orders}) > 1
+    assert all(len(t.times_ms) == 12 and len(t.round_medians_ms) == 6 for t in timings.values())
+    with pytest.raises(ValueError, match="pass the same"):
+        Ratio.of_rounds([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="multiple of steps_per_round"):
+        BenchConfig(repeats=5, steps_per_round=2)
+
+
+def test_cpu_peak_counts_what_the_operation_keeps_and_its_transient_peak_only() -> None:
+    resident = torch.ones(10_000)  # another operation's memory: not counted
+
+    def prepare() -> torch.Tensor:
+        scratch = torch.ones(5_000)  # made and freed while preparing: not counted
+        del scratch
+        return torch.zeros(1_000)
+
+    kept, peak = peak_memory(prepare, lambda x: (x * 2).sum())
+    assert 8_000 <= peak < 8_100, peak  # x and x * 2 (4,000 bytes each) and the sums
+    assert kept.shape == (1_000,) and resident.sum() == 10_000
+
+
+def test_peaks_per_mode_are_the_modes_own(tiny_results) -> None:
+    by_mode = {r.mode: r for r in tiny_results if r.implementation == "resfx"}
+    with torch.device("meta"):
+        params_mib = sum(p.numel() for p in resnet34(num_classes=10).parameters()) * 4 / 2**20
+    full, frozen = by_mode["full"].peak_memory_mib, by_mode["frozen-eval"].peak_memory_mib
+    # frozen: the model and a small batch; full: the model, its gradients and Adam's two moments
+    assert params_mib < frozen < 1.25 * params_mib and full > frozen + 3 * params_mib
+    tv = {r.mode: r.peak_memory_mib for r in tiny_results if r.implementation == "torchvision"}
+    assert tv["full"] == pytest.approx(full, rel=0.02)  # built after resfx's: its own peak only
 
 
 def test_freezing_shrinks_what_autograd_saves_and_traverses(tiny_results) -> None:
@@ -66,15 +112,27 @@ def test_freezing_shrinks_what_autograd_saves_and_traverses(tiny_results) -> Non
 
 
 def test_ratios_table_json_and_charts(tiny_results, tmp_path) -> None:
-    ratios = step_ratios(tiny_results)
-    assert {"full/frozen-eval", "frozen-eval/limit", "full resfx/torchvision"} <= set(
-        ratios["resfx/fp32"]
-    )
+    ratios = step_ratios(tiny_results)["resfx/fp32"]
+    assert {"full/frozen-eval", "frozen-eval/limit", "full resfx/torchvision"} <= set(ratios)
+    by_mode = {(r.implementation, r.mode): r for r in tiny_results}
+    full = ratios["full resfx/torchvision"]
+    per_round = [
+        a / b
+        for a, b in zip(
+            by_mode["resfx", "full"].round_medians_ms,
+            by_mode["torchvision", "full"].round_medians_ms,
+            strict=True,
+        )
+    ]
+    assert full.per_round == tuple(per_round) and full.low <= full.median <= full.high
     table = format_step_table(tiny_results)
-    assert "freeze_to:layer2" in table and "ratios resfx/fp32:" in table
+    assert "freeze_to:layer2" in table and "ratios resfx/fp32 (median of per-round" in table
+    assert f"full resfx/torchvision                   {full.text()}" in table
+    assert "CPU peak MiB" in table and "peak: CPU tensor bytes" in table
     path = write_json(step_report(tiny_results), tmp_path / "bench.json")
     loaded = json.loads(path.read_text())
     assert len(loaded["steps"]) == len(tiny_results)
+    assert loaded["ratios"]["resfx/fp32"]["full resfx/torchvision"]["per_round"] == per_round
     charts = plot_steps(tiny_results, tmp_path)
     assert [p.name for p in charts] == ["bench_modes.png", "bench_freeze_depth.png"]
     assert all(p.stat().st_size > 10_000 for p in charts)

@@ -21,30 +21,44 @@ TINY_JOB = ["--job-trainset-size", "16", "--job-testset-size", "8", "--job-epoch
 
 
 def test_bench_writes_tables_json_and_charts(tmp_path, capsys) -> None:
-    assert main(["bench", *TINY, *TINY_JOB, "--no-sweep", "--out", str(tmp_path)]) == 0
+    modes = ["--mode", "full", "--mode", "frozen-folded", "--mode", "head-step"]
+    steps = [*modes, "--repeats", "2", "--steps-per-round", "2", "--no-sweep", "--no-job"]
+    assert main(["bench", *TINY, *steps, "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "frozen-folded" in printed and "ratios resfx/fp32:" in printed
-    assert "seed job on synthetic data" in printed
+    assert "frozen-folded" in printed and "ratios resfx/fp32 (median of per-round" in printed
+    assert "2 timed steps per mode in 1 interleaved rounds" in printed
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["machine"]["device"] == "cpu"
-    assert {s["mode"] for s in report["steps"]} >= {"full", "frozen-eval", "forward-only"}
-    assert [run["run"] for run in report["job"]["runs"]] == ["seed", "head", "cached"]
-    assert all(run["dataset"] == "synthetic" for run in report["job"]["runs"])
+    assert report["machine"]["device"] == "cpu" and report["config"]["steps_per_round"] == 2
+    measured = [(s["mode"], s["implementation"]) for s in report["steps"]]
+    assert measured == [(m, i) for m in modes[1::2] for i in ("resfx", "torchvision")]
+    assert all(len(s["round_medians_ms"]) == 1 and s["peak_memory_mib"] for s in report["steps"])
+    ratio = report["ratios"]["resfx/fp32"]["full resfx/torchvision"]
+    assert ratio["low"] <= ratio["median"] <= ratio["high"] and len(ratio["per_round"]) == 1
+    assert report["peak_memory"].startswith("peak: CPU tensor bytes")
     assert (tmp_path / "bench_modes.png").stat().st_size > 10_000
     for step in report["steps"]:  # the table printed is the JSON's measurements
         assert f"{step['median_ms']:.2f}" in printed, step["mode"]
 
 
-def test_bench_job_alone(tmp_path, capsys) -> None:
-    assert main(["bench", *TINY, *TINY_JOB, "--no-steps", "--out", str(tmp_path)]) == 0
+def test_bench_job_alone_replaces_earlier_results_with_overwrite(tmp_path, capsys) -> None:
+    (tmp_path / "bench.json").write_text("{}")
+    (tmp_path / "bench_modes.png").write_bytes(b"an earlier chart")
+    out = ["--out", str(tmp_path), "--overwrite"]
+    assert main(["bench", *TINY, *TINY_JOB, "--no-steps", *out]) == 0
+    printed = capsys.readouterr().out
+    assert "seed job on synthetic data" in printed
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["steps"] == [] and len(report["job"]["runs"]) == 3
-    assert not (tmp_path / "bench_modes.png").exists()
+    assert [run["run"] for run in report["job"]["runs"]] == ["seed", "head", "cached"]
+    assert all(run["dataset"] == "synthetic" for run in report["job"]["runs"])
+    assert not (tmp_path / "bench_modes.png").exists()  # no steps: no chart, not an earlier one
 
 
-def test_bench_refuses_bf16_on_the_cpu(capsys) -> None:
+def test_bench_refuses_bf16_on_the_cpu_and_unknown_modes(capsys) -> None:
     assert main(["bench", *TINY, "--precision", "bf16", "--no-job"]) == 2
     assert "CUDA device only" in capsys.readouterr().err
+    assert main(["bench", *TINY, "--mode", "sideways", "--no-job"]) == 2
+    assert "unknown precisions, implementations or modes ['sideways']" in capsys.readouterr().err
 
 
 def test_summary_prints_the_frozen_and_trainable_parameters(capsys) -> None:

@@ -256,6 +256,21 @@ def test_interrupt_exits_130_and_bugs_keep_their_traceback(
             cli.main(TRAIN)
 
 
+def test_bench_refuses_to_replace_earlier_results_without_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bench.json").write_text('{"earlier": true}')
+    (tmp_path / "bench_freeze_depth.png").write_bytes(b"an earlier chart")
+    assert cli.main([*BENCH, "--out", str(tmp_path)]) == 1  # before measuring anything
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"resfx bench: error: --out {str(tmp_path)!r} already holds earlier results (bench.json, "
+        f"bench_freeze_depth.png); pass --overwrite to replace them, or another --out"
+    ]
+    assert (tmp_path / "bench.json").read_text() == '{"earlier": true}'
+    assert (tmp_path / "bench_freeze_depth.png").read_bytes() == b"an earlier chart"
+
+
 def test_help_states_each_default_once() -> None:
     answer = _resfx(["train", "--help"])
     assert answer.returncode == 0

@@ -31,6 +31,7 @@ from .train import (
     PLOT_NAME,
     DistributedContext,
     NonFiniteLossError,
+    OutputDirectoryError,
     Precision,
     TrainHistory,
     TrainingArgs,
@@ -302,7 +303,7 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     """The step benchmarks' `BenchConfig` and the seed job's `TrainingArgs` (or `None`)."""
     import torch
 
-    from .bench import BenchConfig
+    from .bench import STEP_MODES, BenchConfig
 
     quick = namespace.quick
     device = str(resolve_device(namespace.device, DistributedContext(0, 1, 0)))
@@ -312,9 +313,11 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
         batch_size=_given_or(namespace.batch_size, 64 if on_gpu else 8),
         image_size=_given_or(namespace.image_size, 224 if on_gpu else (32 if quick else 64)),
         precisions=tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",))),
+        modes=tuple(namespace.mode or STEP_MODES),
         sweep=not namespace.no_sweep,
         warmup=_given_or(namespace.warmup, 1 if quick else 3),
-        repeats=_given_or(namespace.repeats, 3 if quick else 10),
+        repeats=_given_or(namespace.repeats, 5 if quick else 10),
+        steps_per_round=namespace.steps_per_round,
     )
     if namespace.no_job:
         return config, None
@@ -332,8 +335,21 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     return config, job_args
 
 
+def _refuse_earlier_results(out: Path, overwrite: bool) -> None:
+    """Stop before measuring if `out` holds an earlier run's results and `overwrite` is off."""
+    from .bench import BENCH_OUTPUTS
+
+    earlier = [name for name in BENCH_OUTPUTS if (out / name).exists()]
+    if earlier and not overwrite:
+        raise OutputDirectoryError(
+            f"--out {str(out)!r} already holds earlier results ({', '.join(earlier)}); pass "
+            f"--overwrite to replace them, or another --out"
+        )
+
+
 def _run_bench(namespace: argparse.Namespace) -> int:
     from .bench import (
+        BENCH_OUTPUTS,
         format_job_table,
         format_step_table,
         machine_info,
@@ -350,13 +366,15 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         print(f"resfx bench: error: {error}", file=sys.stderr)
         return 2
     out = prepare_output_dir(namespace.out)  # before any measuring: fail early
+    _refuse_earlier_results(out, namespace.overwrite)
     progress = not namespace.no_progress
     info = machine_info(config.device)
     size = config.image_size
     print(
         f"resfx bench on {info['device_name']} ({config.device}), torch {info['torch']}, "
         f"{info['cpu_count']} CPUs; ResNet34, batch {config.batch_size}, {size}x{size}, "
-        f"{config.repeats} timed steps after {config.warmup} warm-up"
+        f"{config.repeats} timed steps per mode in {config.rounds} interleaved rounds, "
+        f"after {config.warmup} warm-up"
     )
     steps = [] if namespace.no_steps else run_step_benchmarks(config, progress=progress)
     if steps:
@@ -372,6 +390,8 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         print(format_job_table(jobs))
         report["job"] = {"args": job_args.to_dict(), "runs": [dataclasses.asdict(j) for j in jobs]}
     written = [write_json(report, out / "bench.json"), *(plot_steps(steps, out) if steps else [])]
+    for stale in set(BENCH_OUTPUTS) - {path.name for path in written}:
+        (out / stale).unlink(missing_ok=True)  # --overwrite: no earlier chart beside new figures
     print("wrote: " + ", ".join(str(p) for p in written))
     return 0
 
@@ -408,6 +428,12 @@ def _register_bench(subcommands: Any) -> None:
         help="repeat for several (default fp32 and bf16 on a GPU, fp32 on the CPU)",
     )
     parser.add_argument(
+        "--mode",
+        action="append",
+        help="a step mode to measure, e.g. full or frozen-folded (resfx.bench.STEP_MODES); "
+        "repeat for several (default all)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="small sizes and few repeats: under a minute on 2 CPU cores",
@@ -416,7 +442,16 @@ def _register_bench(subcommands: Any) -> None:
         "--warmup", type=_int_at_least(0), default=None, help="untimed steps per mode"
     )
     parser.add_argument(
-        "--repeats", type=_int_at_least(1), default=None, help="timed steps per mode"
+        "--repeats",
+        type=_int_at_least(1),
+        default=None,
+        help="timed steps per mode (default 10, 5 with --quick)",
+    )
+    parser.add_argument(
+        "--steps-per-round",
+        type=_int_at_least(1),
+        default=1,
+        help="timed steps of a mode in a row per interleaved round (must divide --repeats)",
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the freeze-depth sweep")
     parser.add_argument("--no-job", action="store_true", help="skip the end-to-end seed job")
@@ -445,6 +480,11 @@ def _register_bench(subcommands: Any) -> None:
         help="DataLoader workers of the seed's loop",
     )
     parser.add_argument("--out", default=".", help="folder for bench.json and the charts")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier bench.json and charts in --out (refused without it)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_bench)
 

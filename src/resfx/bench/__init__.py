@@ -1,9 +1,12 @@
 """Measuring what freezing saves: the core shared by `resfx bench` and `benchmarks/`.
 
-`time_step` is the one timing loop; `prepare_step` builds each training-step mode
-(`STEP_MODES`, plus `"freeze_to:<stage>"`); `run_step_benchmarks` measures them side
-by side and `step_ratios` states the goals' ratios; `run_job_benchmarks` times the
-seed's job end to end; the report helpers print, save and chart the results.
+`time_step` times one operation and `time_interleaved` several in interleaved
+rounds; `peak_memory` reads an operation's peak (GPU allocator or CPU tensor
+bytes); `prepare_step` builds each training-step mode (`STEP_MODES`, plus
+`"freeze_to:<stage>"`); `run_step_benchmarks` measures them interleaved and
+`step_ratios` states the goals' ratios with their spread over rounds (`Ratio`);
+`run_job_benchmarks` times the seed's job end to end; the report helpers print,
+save and chart the results.
 
 Example:
     >>> from resfx.bench import time_step
@@ -16,11 +19,15 @@ from ._job import JOB_RUNS as JOB_RUNS
 from ._job import JobResult as JobResult
 from ._job import format_job_table as format_job_table
 from ._job import run_job_benchmarks as run_job_benchmarks
+from ._measure import Ratio as Ratio
 from ._measure import Timing as Timing
 from ._measure import machine_info as machine_info
+from ._measure import peak_memory as peak_memory
 from ._measure import synchronize as synchronize
 from ._measure import synchronized as synchronized
+from ._measure import time_interleaved as time_interleaved
 from ._measure import time_step as time_step
+from ._report import BENCH_OUTPUTS as BENCH_OUTPUTS
 from ._report import format_step_table as format_step_table
 from ._report import plot_steps as plot_steps
 from ._report import step_report as step_report
@@ -38,12 +45,14 @@ from ._suite import run_step_benchmarks as run_step_benchmarks
 from ._suite import step_ratios as step_ratios
 
 __all__ = [
+    "BENCH_OUTPUTS",
     "IMPLEMENTATIONS",
     "JOB_RUNS",
     "STEP_MODES",
     "BenchConfig",
     "JobResult",
     "PreparedStep",
+    "Ratio",
     "StepResult",
     "Timing",
     "autocast",
@@ -51,6 +60,7 @@ __all__ = [
     "format_step_table",
     "graph_cost",
     "machine_info",
+    "peak_memory",
     "plot_steps",
     "prepare_step",
     "results_as_dicts",
@@ -61,6 +71,7 @@ __all__ = [
     "step_report",
     "synchronize",
     "synchronized",
+    "time_interleaved",
     "time_step",
     "write_json",
 ]

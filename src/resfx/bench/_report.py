@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,36 @@ from matplotlib.figure import Figure
 from .._atomic import atomic_write_bytes
 from ._suite import StepResult, results_as_dicts, step_ratios
 
+BENCH_OUTPUTS: tuple[str, ...] = ("bench.json", "bench_modes.png", "bench_freeze_depth.png")
+"""The files `resfx bench --out DIR` writes into DIR."""
+
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _on_gpu(results: list[StepResult]) -> bool:
+    return any(r.device.startswith("cuda") for r in results)
+
+
+def _peak_memory_meaning(results: list[StepResult]) -> str:
+    """What the peak-memory figures are: the GPU allocator's peak, or CPU tensor bytes."""
+    source = (
+        "the GPU allocator's (torch.cuda.max_memory_allocated)"
+        if _on_gpu(results)
+        else "CPU tensor bytes (torch profiler's allocation events)"
+    )
+    return (
+        f"peak: {source}, counted from before the mode was built: its model, inputs, "
+        f"optimizer state and the peak of two steps"
+    )
+
+
 def format_step_table(results: list[StepResult]) -> str:
     """A fixed-width table of step results, grouped by precision, with the ratios under it.
+
+    The peak column says whose peak it is (`GPU` allocator or `CPU` tensors); each
+    ratio is the median of its per-round ratios with their range.
 
     Args:
         results: from `run_step_benchmarks`.
@@ -28,24 +52,26 @@ def format_step_table(results: list[StepResult]) -> str:
     Example:
         >>> rows = [StepResult("resfx", "fp32", "full", 8.0, 0.1, None, 2**20, 100)]
         >>> print(format_step_table(rows).splitlines()[0])
-        precision  mode                 implementation  median ms  ±spread  peak MiB  saved MiB  nodes
+        precision  mode                 implementation  median ms  ±spread  CPU peak MiB  saved MiB  nodes  setup s
     """
+    where = "GPU" if _on_gpu(results) else "CPU"
     header = (
         f"{'precision':<10} {'mode':<20} {'implementation':<15} {'median ms':>9} "
-        f"{'±spread':>8} {'peak MiB':>9} {'saved MiB':>10} {'nodes':>6}"
+        f"{'±spread':>8} {where + ' peak MiB':>13} {'saved MiB':>10} {'nodes':>6} {'setup s':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(
             f"{r.precision:<10} {r.mode:<20} {r.implementation:<15} {r.median_ms:>9.2f} "
-            f"{r.spread_ms:>8.2f} {_fmt(r.peak_memory_mib, 0):>9} "
-            f"{r.saved_bytes / 2**20:>10.2f} {r.graph_nodes:>6}"
+            f"{r.spread_ms:>8.2f} {_fmt(r.peak_memory_mib, 0):>13} "
+            f"{r.saved_bytes / 2**20:>10.2f} {r.graph_nodes:>6} {_fmt(r.setup_seconds):>8}"
         )
+    lines.append(_peak_memory_meaning(results))
     for key, entry in step_ratios(results).items():
         if entry:
             lines.append("")
-            lines.append(f"ratios {key}:")
-            lines.extend(f"  {name:<40} {value:7.3f}x" for name, value in entry.items())
+            lines.append(f"ratios {key} (median of per-round ratios [min-max]):")
+            lines.extend(f"  {name:<40} {ratio.text()}" for name, ratio in entry.items())
     return "\n".join(lines)
 
 
@@ -70,13 +96,21 @@ def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 def step_report(results: list[StepResult]) -> dict[str, Any]:
-    """Every step figure and ratio, as one JSON-ready dictionary.
+    """Every step figure and ratio (with its per-round values), as one JSON-ready dictionary.
 
     Example:
         >>> sorted(step_report([]))
-        ['ratios', 'steps']
+        ['peak_memory', 'ratios', 'steps']
     """
-    return {"steps": results_as_dicts(results), "ratios": step_ratios(results)}
+    ratios = {
+        key: {name: asdict(ratio) for name, ratio in entry.items()}
+        for key, entry in step_ratios(results).items()
+    }
+    return {
+        "steps": results_as_dicts(results),
+        "ratios": ratios,
+        "peak_memory": _peak_memory_meaning(results),
+    }
 
 
 def _series(results: list[StepResult]) -> list[tuple[str, str]]:
@@ -84,13 +118,14 @@ def _series(results: list[StepResult]) -> list[tuple[str, str]]:
 
 
 def _modes_figure(results: list[StepResult]) -> Figure:
-    """Bars: median step time (and peak GPU memory, when measured) per mode and series."""
+    """Bars: median step time (and peak memory, when measured) per mode and series."""
     series = _series(results)
     modes = list(dict.fromkeys(r.mode for r in results if not r.mode.startswith("freeze_to:")))
     table = {(r.implementation, r.precision, r.mode): r for r in results}
     panels = [("median_ms", "step time (ms, median)", "ResNet34 training step by mode")]
     if any(r.peak_memory_mib for r in results):
-        panels.append(("peak_memory_mib", "peak GPU memory (MiB)", "Peak memory by mode"))
+        where = "GPU allocator" if _on_gpu(results) else "CPU tensors"
+        panels.append(("peak_memory_mib", f"peak memory, {where} (MiB)", "Peak memory by mode"))
     figure = Figure(figsize=(13 if len(panels) == 2 else 8, 4.5))
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
@@ -166,10 +201,8 @@ def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> li
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "bench_modes.png": _modes_figure(results),
-        "bench_freeze_depth.png": _depth_figure(results),
-    }
+    modes_chart, depth_chart = BENCH_OUTPUTS[1:]
+    figures = {modes_chart: _modes_figure(results), depth_chart: _depth_figure(results)}
     written = []
     for name, figure in figures.items():
         if figure is not None:

@@ -1,7 +1,7 @@
 """What freezing saves, per training step: every mode measured side by side in one run."""
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, get_args
 
@@ -17,7 +17,7 @@ from .._precision import Precision, autocast
 from .._typing import Features, Images, Labels, Logits
 from ..autograd import SavedTensorMeter, count_graph_nodes
 from ..models import STAGES, resnet34
-from ._measure import Timing, time_step
+from ._measure import Ratio, peak_memory, time_interleaved
 
 IMPLEMENTATIONS: tuple[str, ...] = ("resfx", "torchvision")
 """The ResNet34 implementations measured (same weights)."""
@@ -58,11 +58,14 @@ class BenchConfig:
         modes: which of `STEP_MODES`.
         sweep: also measure the freeze-depth sweep (`freeze_to` stem..layer4).
         n_classes: classes of the new head.
-        warmup: untimed steps before each measurement.
-        repeats: timed steps per measurement.
+        warmup: untimed steps of each mode before the timed rounds (after the two
+            untimed steps that read its peak memory).
+        repeats: timed steps per mode, in interleaved rounds of `steps_per_round`.
+        steps_per_round: timed steps of a mode in a row within one round.
 
     Raises:
-        ValueError: an unknown precision, implementation or mode, or sizes below 1.
+        ValueError: an unknown precision, implementation or mode, sizes below 1, or
+            `repeats` not a multiple of `steps_per_round`.
 
     Example:
         >>> BenchConfig(device="cpu", batch_size=2, image_size=32).precisions
@@ -79,6 +82,7 @@ class BenchConfig:
     n_classes: int = 10
     warmup: int = 2
     repeats: int = 5
+    steps_per_round: int = 1
 
     def __post_init__(self) -> None:
         unknown = (
@@ -98,6 +102,16 @@ class BenchConfig:
             )
         if "bf16" in self.precisions and torch.device(self.device).type != "cuda":
             raise ValueError("bf16 autocast + channels_last is measured on a CUDA device only")
+        if self.steps_per_round < 1 or self.repeats % self.steps_per_round:
+            raise ValueError(
+                f"repeats ({self.repeats}) must be a multiple of steps_per_round "
+                f"({self.steps_per_round} >= 1): the timed steps are split into equal rounds"
+            )
+
+    @property
+    def rounds(self) -> int:
+        """How many interleaved rounds the timed steps are split into."""
+        return self.repeats // self.steps_per_round
 
 
 @dataclass
@@ -108,12 +122,18 @@ class StepResult:
         implementation: `"resfx"` or `"torchvision"`.
         precision: `"fp32"` or `"bf16"`.
         mode: a `STEP_MODES` entry or `"freeze_to:<stage>"`.
-        median_ms: median step time.
+        median_ms: median over every timed step.
         spread_ms: half the interquartile range of the step times.
-        peak_memory_mib: peak GPU memory during the timed steps (`None` on the CPU).
+        peak_memory_mib: the mode's peak memory over two steps, counted from before
+            it was built (see `resfx.bench.peak_memory`): the GPU allocator's peak on
+            a GPU, the peak of CPU tensor bytes on the CPU; `None` if not measured.
         saved_bytes: bytes autograd saves for backward in one forward.
         graph_nodes: autograd nodes a backward runs.
-        times_ms: every timed step.
+        times_ms: every timed step, round after round.
+        round_medians_ms: each interleaved round's median, in the order they ran.
+        setup_seconds: a one-off cost the mode pays before its steps (e.g. a compile),
+            from `PreparedStep.setup_seconds`; `None` for modes with none.
+        device: where it ran.
 
     Example:
         >>> StepResult("resfx", "fp32", "full", 2.0, 0.1, None, 10, 3).mode
@@ -129,6 +149,9 @@ class StepResult:
     saved_bytes: int
     graph_nodes: int
     times_ms: list[float] = field(default_factory=list)
+    round_medians_ms: list[float] = field(default_factory=list)
+    setup_seconds: float | None = None
+    device: str = "cpu"
 
 
 def _build_model(implementation: str, num_classes: int) -> tnn.Module:
@@ -153,6 +176,9 @@ class PreparedStep:
         forward: the step's forward up to the loss (for metering), `None` for
             `forward-only`.
         model: the model the step trains.
+        setup_seconds: a one-off cost of this mode paid in `prepare_step` beyond
+            building the model and inputs (e.g. a compile), reported beside the step
+            times; `None` for modes with none.
 
     Example:
         >>> step = prepare_step("head-step", "resfx", BenchConfig(batch_size=2, image_size=32))
@@ -162,6 +188,7 @@ class PreparedStep:
     run: Callable[[], Any]
     forward: Callable[[], Any] | None
     model: tnn.Module
+    setup_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -288,47 +315,92 @@ def graph_cost(step: PreparedStep) -> tuple[int, int]:
     return meter.bytes, count_graph_nodes(loss)
 
 
-def _measure(mode: str, implementation: str, config: BenchConfig, precision: str) -> StepResult:
-    prepared = prepare_step(mode, implementation, config, precision)
-    saved, nodes = graph_cost(prepared)
-    timing: Timing = time_step(
-        prepared.run, device=config.device, warmup=config.warmup, repeats=config.repeats
-    )
-    return StepResult(
-        implementation=implementation,
-        precision=precision,
-        mode=mode,
-        median_ms=timing.median_ms,
-        spread_ms=timing.spread_ms,
-        peak_memory_mib=timing.peak_memory_mib,
-        saved_bytes=saved,
-        graph_nodes=nodes,
-        times_ms=list(timing.times_ms),
-    )
-
-
-def _plan(config: BenchConfig) -> Iterator[tuple[str, str, str]]:
+def _plan(config: BenchConfig, precision: str) -> list[list[tuple[str, str]]]:
+    """The groups of (mode, implementation) built and timed together: the modes, then the sweep."""
     sweep = [f"freeze_to:{stage}" for stage in STAGES[:-1]] if config.sweep else []
-    for precision in config.precisions:
-        for mode in [*config.modes, *sweep]:
-            for implementation in config.implementations:
-                yield precision, mode, implementation
+    return [
+        [(mode, implementation) for mode in modes for implementation in config.implementations]
+        for modes in (config.modes, sweep)
+        if modes
+    ]
+
+
+def _release(device: torch.device) -> None:
+    """Free the previous group's models before the next is built."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _measure_group(
+    group: list[tuple[str, str]], config: BenchConfig, precision: str, bar: Any
+) -> list[StepResult]:
+    """Build every step of `group`, read each one's peak and graph, warm up, time in rounds."""
+    prepared: dict[tuple[str, str], PreparedStep] = {}
+    peaks: dict[tuple[str, str], int] = {}
+    costs: dict[tuple[str, str], tuple[int, int]] = {}
+    for key in group:
+        mode, implementation = key
+        bar.set_postfix_str(f"building {implementation} {precision} {mode}")
+        prepared[key], peaks[key] = peak_memory(
+            lambda m=mode, i=implementation: prepare_step(m, i, config, precision),  # type: ignore[misc]
+            lambda step: step.run(),
+            device=config.device,
+        )
+        costs[key] = graph_cost(prepared[key])
+        for _ in range(config.warmup):
+            prepared[key].run()
+        bar.update()
+    bar.set_postfix_str(f"{precision}: {config.rounds} interleaved rounds of {len(group)}")
+    timings = time_interleaved(
+        {f"{m} {i}": prepared[(m, i)].run for m, i in group},
+        device=config.device,
+        rounds=config.rounds,
+        steps_per_round=config.steps_per_round,
+    )
+    results = []
+    for (mode, implementation), timing in zip(group, timings.values(), strict=True):
+        saved, nodes = costs[(mode, implementation)]
+        results.append(
+            StepResult(
+                implementation=implementation,
+                precision=precision,
+                mode=mode,
+                median_ms=timing.median_ms,
+                spread_ms=timing.spread_ms,
+                peak_memory_mib=peaks[(mode, implementation)] / 2**20,
+                saved_bytes=saved,
+                graph_nodes=nodes,
+                times_ms=list(timing.times_ms),
+                round_medians_ms=list(timing.round_medians_ms),
+                setup_seconds=prepared[(mode, implementation)].setup_seconds,
+                device=str(config.device),
+            )
+        )
+    return results
 
 
 def run_step_benchmarks(config: BenchConfig, *, progress: bool = True) -> list[StepResult]:
-    """Measure every (precision, mode, implementation) of `config`, side by side in one run.
+    """Measure every (precision, mode, implementation) of `config`, interleaved in one run.
 
-    Each measurement builds a fresh ResNet34 (same weights for both
-    implementations; Adam is fused on a GPU for every mode), prepares its inputs outside the timed region, meters the
-    bytes autograd saves and the graph's nodes on one forward, then times
-    `config.repeats` steps after `config.warmup` with `resfx.bench.time_step`.
+    Per precision, every mode of `config.modes` for every implementation is built
+    first (a fresh ResNet34 each, the same weights for both implementations; Adam
+    fused on a GPU), then the freeze-depth sweep as a second group. For each
+    built step: its peak memory over two untimed steps (`resfx.bench.peak_memory`:
+    counted from before it was built, so the other modes' resident models do not
+    count), the bytes autograd saves and the graph's nodes on one forward, and
+    `config.warmup` untimed steps. Then the group is timed in `config.rounds`
+    interleaved rounds (`resfx.bench.time_interleaved`): each round runs every
+    step `config.steps_per_round` times, in an order shuffled per round with a
+    fixed seed, so noise and drift weigh on every mode alike.
 
     Args:
         config: what to measure.
         progress: show a progress bar.
 
     Returns:
-        One result per measurement, in plan order.
+        One result per measurement: per precision, the modes then the sweep, each
+        mode's implementations in `config.implementations` order.
 
     Example:
         >>> config = BenchConfig(batch_size=2, image_size=32, modes=("head-step",),
@@ -336,54 +408,61 @@ def run_step_benchmarks(config: BenchConfig, *, progress: bool = True) -> list[S
         >>> [r.mode for r in run_step_benchmarks(config, progress=False)]
         ['head-step']
     """
-    plan = list(_plan(config))
+    device = torch.device(config.device)
+    plan = [(precision, _plan(config, precision)) for precision in config.precisions]
+    total = sum(len(group) for _, groups in plan for group in groups)
     results = []
-    bar = tqdm(plan, desc="resfx bench", disable=not progress, unit="mode")
-    for precision, mode, implementation in bar:
-        bar.set_postfix_str(f"{implementation} {precision} {mode}")
-        # The previous mode's model and optimizer must be gone before this one's peak is read.
-        gc.collect()
-        if torch.device(config.device).type == "cuda":
-            torch.cuda.empty_cache()
-        results.append(_measure(mode, implementation, config, precision))
+    with tqdm(total=total, desc="resfx bench", disable=not progress, unit="mode") as bar:
+        for precision, groups in plan:
+            for group in groups:
+                _release(device)
+                results.extend(_measure_group(group, config, precision, bar))
+    _release(device)
     return results
 
 
-def step_ratios(results: list[StepResult]) -> dict[str, dict[str, float]]:
-    """The ratios the goals are stated in, per `implementation/precision`.
+def step_ratios(results: list[StepResult]) -> dict[str, dict[str, Ratio]]:
+    """The ratios the goals are stated in, per `implementation/precision`, with their spread.
 
-    Keys inside each entry: `full/frozen-eval` (speed-up of freezing),
-    `full/frozen-folded`, `frozen-eval/limit` and `frozen-folded/limit` where
-    limit = forward-only + head-step, `peak frozen-eval/full` (GPU only), and
+    Each time ratio is taken round by round (the two modes' medians of the same
+    interleaved round) and summarised by its median and range over rounds
+    (`resfx.bench.Ratio`). Keys inside each entry: `full/frozen-eval` (speed-up
+    of freezing), `full/frozen-folded`, `frozen-eval/limit` and
+    `frozen-folded/limit` where limit = forward-only + head-step of the same
+    round, `peak frozen-eval/full` (one value: the peaks are read once), and
     `<mode> resfx/torchvision` for every mode both implementations ran.
 
     Args:
-        results: from `run_step_benchmarks`.
+        results: from `run_step_benchmarks` (modes paired with each other must come
+            from the same group of rounds, as there).
 
     Returns:
-        `{"resfx/fp32": {"full/frozen-eval": 4.1, ...}, ...}`.
+        `{"resfx/fp32": {"full/frozen-eval": Ratio(...), ...}, ...}`.
 
     Example:
-        >>> rows = [StepResult("resfx", "fp32", m, t, 0.0, None, 0, 0)
-        ...         for m, t in [("full", 8.0), ("frozen-eval", 2.0),
-        ...                      ("forward-only", 1.5), ("head-step", 0.5)]]
-        >>> step_ratios(rows)["resfx/fp32"]
-        {'full/frozen-eval': 4.0, 'frozen-eval/limit': 1.0}
+        >>> rows = [StepResult("resfx", "fp32", m, 0.0, 0.0, None, 0, 0, round_medians_ms=t)
+        ...         for m, t in [("full", [8.0, 9.0]), ("frozen-eval", [2.0, 2.0]),
+        ...                      ("forward-only", [1.5, 1.0]), ("head-step", [0.5, 0.5])]]
+        >>> for name, ratio in step_ratios(rows)["resfx/fp32"].items():
+        ...     print(name, ratio.text())
+        full/frozen-eval 4.250x [4.000-4.500] over 2 rounds
+        frozen-eval/limit 1.167x [1.000-1.333] over 2 rounds
     """
     table = {(r.implementation, r.precision, r.mode): r for r in results}
-    ratios: dict[str, dict[str, float]] = {}
+    ratios: dict[str, dict[str, Ratio]] = {}
     for implementation, precision in dict.fromkeys(
         (r.implementation, r.precision) for r in results
     ):
 
         def get(mode: str, impl: str = implementation, prec: str = precision) -> StepResult | None:
-            return table.get((impl, prec, mode))
+            found = table.get((impl, prec, mode))
+            return found if found is not None and found.round_medians_ms else None
 
-        entry: dict[str, float] = {}
-        full, limit_parts = get("full"), (get("forward-only"), get("head-step"))
+        entry: dict[str, Ratio] = {}
+        full, forward, head = get("full"), get("forward-only"), get("head-step")
         limit = (
-            limit_parts[0].median_ms + limit_parts[1].median_ms
-            if limit_parts[0] and limit_parts[1]
+            [a + b for a, b in zip(forward.round_medians_ms, head.round_medians_ms, strict=True)]
+            if forward and head
             else None
         )
         for mode in ("frozen-eval", "frozen-folded"):
@@ -391,16 +470,22 @@ def step_ratios(results: list[StepResult]) -> dict[str, dict[str, float]]:
             if measured is None:
                 continue
             if full is not None:
-                entry[f"full/{mode}"] = full.median_ms / measured.median_ms
+                entry[f"full/{mode}"] = Ratio.of_rounds(
+                    full.round_medians_ms, measured.round_medians_ms
+                )
             if limit is not None:
-                entry[f"{mode}/limit"] = measured.median_ms / limit
+                entry[f"{mode}/limit"] = Ratio.of_rounds(measured.round_medians_ms, limit)
             if full is not None and full.peak_memory_mib and measured.peak_memory_mib:
-                entry[f"peak {mode}/full"] = measured.peak_memory_mib / full.peak_memory_mib
+                entry[f"peak {mode}/full"] = Ratio.of_rounds(
+                    [measured.peak_memory_mib], [full.peak_memory_mib]
+                )
         if implementation == "resfx":
             for (impl, prec, mode), result in table.items():
-                other = table.get(("torchvision", prec, mode))
-                if impl == "resfx" and prec == precision and other is not None:
-                    entry[f"{mode} resfx/torchvision"] = result.median_ms / other.median_ms
+                other = get(mode, "torchvision", prec)
+                if impl == "resfx" and prec == precision and other and result.round_medians_ms:
+                    entry[f"{mode} resfx/torchvision"] = Ratio.of_rounds(
+                        result.round_medians_ms, other.round_medians_ms
+                    )
         ratios[f"{implementation}/{precision}"] = entry
     return ratios
 
