@@ -134,3 +134,31 @@ class TinyResNet(torch.nn.Module):
         for index in range(1, 5):
             x = getattr(self, f"layer{index}")(x)
         return self.fc(x.mean((2, 3)))
+
+
+@pytest.fixture
+def compiled_shapes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, ...]]]:
+    """`torch.compile` on dynamo's eager backend (no inductor: seconds, not minutes, on 2 cores).
+
+    Records the first input's shape of every compilation; the shape checks are off, as
+    dynamo cannot trace their wrappers.
+    """
+    shapes: list[tuple[int, ...]] = []
+    real_compile = torch.compile
+
+    def backend(graph: torch.fx.GraphModule, examples: list[torch.Tensor]) -> object:
+        shapes.append(tuple(examples[0].shape))
+        return graph.forward
+
+    def eager_compile(fn: object, *, mode: str, fullgraph: bool) -> object:
+        assert fullgraph and mode != "off"
+        return real_compile(fn, backend=backend, fullgraph=True, dynamic=False)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    torch._dynamo.reset()
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield shapes
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
+        torch._dynamo.reset()

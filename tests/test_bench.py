@@ -9,6 +9,7 @@ import resfx._frozen_step as frozen_step
 import resfx.bench._suite as suite
 import resfx.train._loop as loop
 from resfx.bench import (
+    COMPILED_MODES,
     STEP_MODES,
     BenchConfig,
     Ratio,
@@ -139,7 +140,7 @@ def test_ratios_table_json_and_charts(tiny_results, tmp_path) -> None:
 
 
 def test_bad_configurations_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown precisions, implementations or modes"):
+    with pytest.raises(ValueError, match="unknown precisions, implementations, modes or compile"):
         BenchConfig(modes=("sideways",))
     with pytest.raises(ValueError, match="CUDA device only"):
         BenchConfig(precisions=("bf16",))
@@ -148,18 +149,23 @@ def test_bad_configurations_are_refused() -> None:
 
 
 def test_the_benchmarks_frozen_step_is_the_one_train_runs(monkeypatch) -> None:
-    for name in ("fold_frozen_backbone", "frozen_head_logits"):
+    for name in ("fold_frozen_backbone", "FrozenForward", "HeadStep"):
         assert getattr(suite, name) is getattr(loop, name) is getattr(frozen_step, name), name
-    calls: list[str] = []
+    calls: list[tuple[object, ...]] = []
+    forward, step = frozen_step.FrozenForward.__call__, frozen_step.HeadStep.__call__
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs["precision"])
-        return frozen_step.frozen_head_logits(*args, **kwargs)
+    def spy_forward(self, images):
+        calls.append(("forward", self.mode, self.precision))
+        return forward(self, images)
 
-    monkeypatch.setattr(suite, "frozen_head_logits", spy)
-    monkeypatch.setattr(loop, "frozen_head_logits", spy)
+    def spy_step(self, features, labels):
+        calls.append(("step", self.graphed))
+        return step(self, features, labels)
+
+    monkeypatch.setattr(frozen_step.FrozenForward, "__call__", spy_forward)
+    monkeypatch.setattr(frozen_step.HeadStep, "__call__", spy_step)
     prepare_step("frozen-folded", "resfx", BenchConfig(**TINY)).run()
-    assert calls == ["fp32"]
+    assert calls == [("forward", "off", "fp32"), ("step", False)]
     args = TrainingArgs(
         data="synthetic",
         weights=None,
@@ -171,8 +177,8 @@ def test_the_benchmarks_frozen_step_is_the_one_train_runs(monkeypatch) -> None:
         device="cpu",
         mode="head",
     )
-    train(args)
-    assert calls == ["fp32", "fp32"]
+    train(args)  # one step, then the test split's forward
+    assert calls[2:] == [("forward", "off", "fp32"), ("step", False), ("forward", "off", "fp32")]
 
 
 def test_the_folded_frozen_step_computes_the_unfolded_frozen_step() -> None:
@@ -187,3 +193,49 @@ def test_preparing_a_step_leaves_the_global_rng_alone() -> None:
     for mode in ("full", "frozen-folded", "head-step"):
         prepare_step(mode, "torchvision", BenchConfig(**TINY)).run()
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_the_compiled_modes_report_their_compile_time(compiled_shapes) -> None:
+    config = BenchConfig(
+        **{**TINY, "implementations": ("resfx", "torchvision")},
+        modes=("frozen-folded", *COMPILED_MODES),
+        compile="default",
+        sweep=False,
+    )
+    results = run_step_benchmarks(config, progress=False)
+    compiled = {r.mode: r for r in results if r.mode in COMPILED_MODES}
+    assert sorted(compiled) == sorted(COMPILED_MODES)
+    assert {r.implementation for r in compiled.values()} == {"resfx"}  # compiled: resfx alone
+    assert all(r.setup_seconds is not None and r.setup_seconds > 0 for r in compiled.values())
+    assert [r.setup_seconds for r in results if r.mode == "frozen-folded"] == [None, None]
+    # one compilation per compiled model: the folded backbone, the whole folded model, and
+    # the full model (this backend compiles the forward; autograd runs its backward)
+    assert compiled_shapes == [(2, 3, 32, 32)] * 3
+    with pytest.raises(
+        ValueError, match="modes \\['frozen-compiled'\\] are compiled, but compile='off'"
+    ):
+        BenchConfig(modes=("frozen-compiled",))
+
+
+def test_compiled_ratios_are_compiled_to_compiled() -> None:
+    rounds = {
+        "full": [8.0, 8.0],
+        "frozen-folded": [2.0, 2.0],
+        "full-compiled": [6.0, 6.0],
+        "frozen-compiled": [1.5, 1.0],
+        "forward-compiled": [1.0, 0.8],
+        "head-graphed": [0.5, 0.2],
+    }
+    rows = [
+        StepResult("resfx", "fp32", mode, 0.0, 0.0, None, 0, 0, round_medians_ms=times)
+        for mode, times in rounds.items()
+    ]
+    ratios = {name: ratio.median for name, ratio in step_ratios(rows)["resfx/fp32"].items()}
+    assert ratios == pytest.approx(
+        {
+            "full/frozen-folded": 4.0,
+            "full-compiled/frozen-compiled": 5.0,  # the median of 4.0 and 6.0
+            "frozen-compiled/compiled limit": 1.0,
+            "frozen-folded/frozen-compiled": (2 / 1.5 + 2 / 1.0) / 2,
+        }
+    )

@@ -58,7 +58,10 @@ def test_bench_refuses_bf16_on_the_cpu_and_unknown_modes(capsys) -> None:
     assert main(["bench", *TINY, "--precision", "bf16", "--no-job"]) == 2
     assert "CUDA device only" in capsys.readouterr().err
     assert main(["bench", *TINY, "--mode", "sideways", "--no-job"]) == 2
-    assert "unknown precisions, implementations or modes ['sideways']" in capsys.readouterr().err
+    assert (
+        "unknown precisions, implementations, modes or compile mode ['sideways']"
+        in capsys.readouterr().err
+    )
 
 
 def test_summary_prints_the_frozen_and_trainable_parameters(capsys) -> None:

@@ -5,7 +5,6 @@ import os
 import pytest
 import torch
 
-import resfx._frozen_step as frozen_step
 from resfx import ResNet, ResNetConfig
 from resfx._frozen_step import FrozenForward, HeadStep, fold_frozen_backbone
 from resfx.train import TrainingArgs, train
@@ -21,26 +20,6 @@ def backbone() -> ResNet:
     return fold_frozen_backbone(
         ResNet(ResNetConfig(width=4, layers=(1, 1, 1, 1))).eval(), precision="fp32"
     )
-
-
-@pytest.fixture
-def compiled_shapes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """Replace torch.compile by an eager backend that records the input shape of every compilation."""
-    shapes: list[tuple[int, ...]] = []
-    real_compile = torch.compile
-
-    def backend(graph: torch.fx.GraphModule, examples: list[torch.Tensor]):
-        shapes.append(tuple(examples[0].shape))
-        return graph.forward
-
-    def fake_compile(fn, *, mode: str, fullgraph: bool):
-        assert fullgraph
-        return real_compile(fn, backend=backend, fullgraph=True, dynamic=False)
-
-    monkeypatch.setattr(frozen_step.torch, "compile", fake_compile)
-    torch._dynamo.reset()
-    yield shapes
-    torch._dynamo.reset()
 
 
 @compiling

@@ -74,17 +74,6 @@ def frozen_features(
     return features.to(torch.float32, copy=True)
 
 
-def frozen_head_logits(
-    backbone: Callable[[Images], Features],
-    head: Callable[[Features], Logits],
-    images: Images,
-    *,
-    precision: str,
-) -> Logits:
-    """One frozen forward: `frozen_features`, then the head in float32 with autograd."""
-    return head(frozen_features(backbone, images, precision=precision))
-
-
 CompileMode = Literal[
     "off", "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"
 ]

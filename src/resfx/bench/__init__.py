@@ -33,6 +33,7 @@ from ._report import plot_steps as plot_steps
 from ._report import step_report as step_report
 from ._report import write_json as write_json
 from ._seed import seed_train as seed_train
+from ._suite import COMPILED_MODES as COMPILED_MODES
 from ._suite import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._suite import STEP_MODES as STEP_MODES
 from ._suite import BenchConfig as BenchConfig
@@ -46,6 +47,7 @@ from ._suite import step_ratios as step_ratios
 
 __all__ = [
     "BENCH_OUTPUTS",
+    "COMPILED_MODES",
     "IMPLEMENTATIONS",
     "JOB_RUNS",
     "STEP_MODES",

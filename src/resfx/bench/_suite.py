@@ -1,6 +1,7 @@
 """What freezing saves, per training step: every mode measured side by side in one run."""
 
 import gc
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, get_args
@@ -12,8 +13,9 @@ from torch import nn as tnn
 from tqdm.auto import tqdm
 
 from .._freeze import BNPolicy, freeze_to
-from .._frozen_step import fold_frozen_backbone, frozen_head_logits
+from .._frozen_step import CompileMode, FrozenForward, HeadStep, fold_frozen_backbone
 from .._precision import Precision, autocast
+from .._sync import synchronize
 from .._typing import Features, Images, Labels, Logits
 from ..autograd import SavedTensorMeter, count_graph_nodes
 from ..models import STAGES, resnet34
@@ -44,6 +46,28 @@ STEP_MODES: tuple[str, ...] = (
   and the cost per step of training on a feature cache).
 """
 
+COMPILED_MODES: tuple[str, ...] = (
+    "full-compiled",
+    "frozen-compiled",
+    "forward-compiled",
+    "head-graphed",
+)
+"""The same comparison compiled (`BenchConfig.compile`), on resfx's model only.
+
+- `full-compiled`: full fine-tuning with the model under `torch.compile` (forward
+  and backward compiled; fused Adam on a GPU).
+- `frozen-compiled`: `resfx.train`'s `"head"` step with `compile` set: the folded
+  backbone under `torch.compile` for the one batch shape (`resfx.FrozenForward`),
+  and the head's step replayed from a CUDA graph on a GPU (`resfx.HeadStep`).
+- `forward-compiled`: the folded whole model's compiled forward in inference mode
+  (the compiled limit's first part).
+- `head-graphed`: the head's step on cached features through `resfx.HeadStep`, from a
+  CUDA graph on a GPU (the compiled limit's second part).
+
+A compiled mode's `setup_seconds` is its compilation (and graph capture): the
+first calls, timed before its peak memory and its steps are measured.
+"""
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -55,7 +79,9 @@ class BenchConfig:
         image_size: side of the square input images.
         precisions: `"fp32"`, and `"bf16"` (autocast + channels_last, GPU only).
         implementations: which of `IMPLEMENTATIONS` to measure.
-        modes: which of `STEP_MODES`.
+        modes: which of `STEP_MODES` and `COMPILED_MODES` (the compiled ones need `compile`).
+        compile: the `torch.compile` mode of the compiled modes (a `resfx.CompileMode`);
+            `"off"` measures none of them.
         sweep: also measure the freeze-depth sweep (`freeze_to` stem..layer4).
         n_classes: classes of the new head.
         warmup: untimed steps of each mode before the timed rounds (after the two
@@ -78,6 +104,7 @@ class BenchConfig:
     precisions: tuple[str, ...] = ("fp32",)
     implementations: tuple[str, ...] = IMPLEMENTATIONS
     modes: tuple[str, ...] = STEP_MODES
+    compile: str = "off"
     sweep: bool = True
     n_classes: int = 10
     warmup: int = 2
@@ -88,12 +115,20 @@ class BenchConfig:
         unknown = (
             [p for p in self.precisions if p not in get_args(Precision)]
             + [i for i in self.implementations if i not in IMPLEMENTATIONS]
-            + [m for m in self.modes if m not in STEP_MODES]
+            + [m for m in self.modes if m not in STEP_MODES + COMPILED_MODES]
+            + ([self.compile] if self.compile not in get_args(CompileMode) else [])
         )
         if unknown:
             raise ValueError(
-                f"unknown precisions, implementations or modes {unknown}; expected "
-                f"{get_args(Precision)}, {IMPLEMENTATIONS} and {STEP_MODES}"
+                f"unknown precisions, implementations, modes or compile mode {unknown}; "
+                f"expected {get_args(Precision)}, {IMPLEMENTATIONS}, "
+                f"{STEP_MODES + COMPILED_MODES} and {get_args(CompileMode)}"
+            )
+        compiled = [m for m in self.modes if m in COMPILED_MODES]
+        if compiled and self.compile == "off":
+            raise ValueError(
+                f"modes {compiled} are compiled, but compile='off'; pass a torch.compile mode "
+                f"(e.g. compile='max-autotune-no-cudagraphs') or leave them out"
             )
         if min(self.batch_size, self.image_size, self.repeats, self.n_classes) < 1:
             raise ValueError(
@@ -235,16 +270,6 @@ def _loss_of(
     head = model.fc
     if mode == "head-step":
         return list(head.parameters()), lambda: loss_fn(head(batch.features), batch.labels)
-    if mode == "frozen-folded":
-        # train's frozen forward itself (resfx._frozen_step), on a copy without the head.
-        backbone = fold_frozen_backbone(model, precision=precision)
-        backbone.fc = tnn.Identity()
-
-        def folded() -> Tensor:
-            logits = frozen_head_logits(backbone, head, batch.images, precision=precision)
-            return loss_fn(logits, batch.labels)
-
-        return list(head.parameters()), folded
     if mode.startswith("frozen-"):
         policy: BNPolicy = mode.removeprefix("frozen-")  # type: ignore[assignment]
         freeze_to(model, "layer4", bn=policy)
@@ -259,15 +284,101 @@ def _loss_of(
     return [p for p in model.parameters() if p.requires_grad], trained
 
 
+def _frozen_forward(
+    model: tnn.Module, compile_mode: str, batch: _Batch, precision: Precision, *, with_head: bool
+) -> FrozenForward:
+    """train's frozen forward on a folded copy of `model` (without its head unless `with_head`)."""
+    folded = fold_frozen_backbone(model, precision=precision)
+    if not with_head:
+        folded.fc = tnn.Identity()
+    return FrozenForward(
+        folded, mode=compile_mode, batch_size=batch.images.shape[0], precision=precision
+    )
+
+
+def _timed_first_calls(step: Callable[[], Any], calls: int, device: torch.device) -> float:
+    """Seconds of a compiled step's first `calls` calls: its compilation and graph capture."""
+    began = time.perf_counter()
+    for _ in range(calls):
+        step()
+    synchronize(device)
+    return time.perf_counter() - began
+
+
+def _head_step_mode(
+    mode: str, model: tnn.Module, batch: _Batch, compile_mode: str, precision: Precision
+) -> PreparedStep:
+    """train's head step (`HeadStep`) on cached features or after the frozen forward.
+
+    `frozen-folded` is the eager step of `resfx.train`'s `"head"` mode; `frozen-compiled`
+    and `head-graphed` are the same with `compile` set (a CUDA graph on a GPU).
+    """
+    device = batch.images.device
+    compiled = compile_mode != "off"
+    head = model.fc
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3, fused=device.type == "cuda")
+    head_step = HeadStep(head, optimizer, graph=compiled)
+    if mode == "head-graphed":
+
+        def features() -> Features:
+            return batch.features
+
+    else:
+        frozen = _frozen_forward(model, compile_mode, batch, precision, with_head=False)
+
+        def features() -> Features:
+            return frozen(batch.images)
+
+    def step() -> Tensor:
+        return head_step(features(), batch.labels)
+
+    def loss() -> Tensor:
+        return tnn.functional.cross_entropy(head(features()), batch.labels)
+
+    # The eager warm-up steps, then the capture: compiled and captured before it is timed.
+    setup = _timed_first_calls(step, head_step.warmup_steps + 1, device) if compiled else None
+    return PreparedStep(step, loss, model, setup)
+
+
+def _compiled_step(
+    mode: str, model: tnn.Module, batch: _Batch, config: BenchConfig, precision: Precision
+) -> PreparedStep:
+    """One of `COMPILED_MODES`, built, compiled and (on a GPU) captured: ready to time."""
+    device = batch.images.device
+    if mode in ("frozen-compiled", "head-graphed"):
+        return _head_step_mode(mode, model, batch, config.compile, precision)
+    if mode == "forward-compiled":
+        forward = _frozen_forward(model, config.compile, batch, precision, with_head=True)
+
+        def forward_only() -> Logits:
+            return forward(batch.images)
+
+        return PreparedStep(forward_only, None, model, _timed_first_calls(forward_only, 1, device))
+    model.train()
+    compiled = torch.compile(model, mode=config.compile, fullgraph=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type == "cuda")
+
+    def loss() -> Tensor:
+        with autocast(device, precision):
+            return tnn.functional.cross_entropy(compiled(batch.images), batch.labels)
+
+    def full_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        optimizer.step()
+
+    return PreparedStep(full_step, loss, model, _timed_first_calls(full_step, 1, device))
+
+
 def prepare_step(
     mode: str, implementation: str, config: BenchConfig, precision: Precision = "fp32"
 ) -> PreparedStep:
     """Build the model, inputs and optimizer of one mode; return the step to time.
 
     Args:
-        mode: a `STEP_MODES` entry or `"freeze_to:<stage>"`.
+        mode: a `STEP_MODES` or `COMPILED_MODES` entry, or `"freeze_to:<stage>"`.
         implementation: `"resfx"` or `"torchvision"` (same initial weights).
-        config: device, batch size, image size, classes.
+        config: device, batch size, image size, classes, compile mode.
         precision: `"fp32"`, or `"bf16"` (autocast + channels_last).
 
     Returns:
@@ -284,6 +395,10 @@ def prepare_step(
     batch = _Batch.draw(config, model.fc.in_features, memory_format)
     if mode == "forward-only":
         return _forward_only(model, batch, precision)
+    if mode == "frozen-folded":
+        return _head_step_mode(mode, model, batch, "off", precision)
+    if mode in COMPILED_MODES:
+        return _compiled_step(mode, model, batch, config, precision)
     params, forward = _loss_of(mode, model, batch, precision)
     optimizer = torch.optim.Adam(params, lr=1e-3, fused=device.type == "cuda")
 
@@ -318,8 +433,15 @@ def graph_cost(step: PreparedStep) -> tuple[int, int]:
 def _plan(config: BenchConfig, precision: str) -> list[list[tuple[str, str]]]:
     """The groups of (mode, implementation) built and timed together: the modes, then the sweep."""
     sweep = [f"freeze_to:{stage}" for stage in STAGES[:-1]] if config.sweep else []
+    # The compiled modes run on resfx's model alone: the torchvision comparison is eager.
+    first = config.implementations[0]
     return [
-        [(mode, implementation) for mode in modes for implementation in config.implementations]
+        [
+            (mode, implementation)
+            for mode in modes
+            for implementation in config.implementations
+            if mode not in COMPILED_MODES or implementation == first
+        ]
         for modes in (config.modes, sweep)
         if modes
     ]
@@ -430,7 +552,10 @@ def step_ratios(results: list[StepResult]) -> dict[str, dict[str, Ratio]]:
     of freezing), `full/frozen-folded`, `frozen-eval/limit` and
     `frozen-folded/limit` where limit = forward-only + head-step of the same
     round, `peak frozen-eval/full` (one value: the peaks are read once), and
-    `<mode> resfx/torchvision` for every mode both implementations ran.
+    `<mode> resfx/torchvision` for every mode both implementations ran; with the
+    compiled modes, the same compiled-to-compiled (`full-compiled/frozen-compiled`,
+    `frozen-compiled/compiled limit` where the compiled limit = forward-compiled +
+    head-graphed) and what compiling gains (`frozen-folded/frozen-compiled`).
 
     Args:
         results: from `run_step_benchmarks` (modes paired with each other must come
@@ -459,26 +584,50 @@ def step_ratios(results: list[StepResult]) -> dict[str, dict[str, Ratio]]:
             return found if found is not None and found.round_medians_ms else None
 
         entry: dict[str, Ratio] = {}
-        full, forward, head = get("full"), get("forward-only"), get("head-step")
-        limit = (
-            [a + b for a, b in zip(forward.round_medians_ms, head.round_medians_ms, strict=True)]
-            if forward and head
-            else None
+
+        def limit_of(forward: StepResult | None, head: StepResult | None) -> list[float] | None:
+            if forward is None or head is None:
+                return None
+            return [
+                a + b for a, b in zip(forward.round_medians_ms, head.round_medians_ms, strict=True)
+            ]
+
+        comparisons = (
+            (
+                get("full"),
+                ("frozen-eval", "frozen-folded"),
+                limit_of(get("forward-only"), get("head-step")),
+                "limit",
+            ),
+            (
+                get("full-compiled"),
+                ("frozen-compiled",),
+                limit_of(get("forward-compiled"), get("head-graphed")),
+                "compiled limit",
+            ),
         )
-        for mode in ("frozen-eval", "frozen-folded"):
-            measured = get(mode)
-            if measured is None:
-                continue
-            if full is not None:
-                entry[f"full/{mode}"] = Ratio.of_rounds(
-                    full.round_medians_ms, measured.round_medians_ms
-                )
-            if limit is not None:
-                entry[f"{mode}/limit"] = Ratio.of_rounds(measured.round_medians_ms, limit)
-            if full is not None and full.peak_memory_mib and measured.peak_memory_mib:
-                entry[f"peak {mode}/full"] = Ratio.of_rounds(
-                    [measured.peak_memory_mib], [full.peak_memory_mib]
-                )
+        for full, modes, limit, limit_name in comparisons:
+            for mode in modes:
+                measured = get(mode)
+                if measured is None:
+                    continue
+                if full is not None:
+                    entry[f"{full.mode}/{mode}"] = Ratio.of_rounds(
+                        full.round_medians_ms, measured.round_medians_ms
+                    )
+                if limit is not None:
+                    entry[f"{mode}/{limit_name}"] = Ratio.of_rounds(
+                        measured.round_medians_ms, limit
+                    )
+                if full is not None and full.peak_memory_mib and measured.peak_memory_mib:
+                    entry[f"peak {mode}/{full.mode}"] = Ratio.of_rounds(
+                        [measured.peak_memory_mib], [full.peak_memory_mib]
+                    )
+        eager, compiled = get("frozen-folded"), get("frozen-compiled")
+        if eager is not None and compiled is not None:
+            entry["frozen-folded/frozen-compiled"] = Ratio.of_rounds(
+                eager.round_medians_ms, compiled.round_medians_ms
+            )
         if implementation == "resfx":
             for (impl, prec, mode), result in table.items():
                 other = get(mode, "torchvision", prec)
