@@ -23,6 +23,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
+from ._frozen_step import CompileMode
 from ._version import __version__
 from .data import DatasetUnavailableError
 from .train import (
@@ -303,7 +304,7 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     """The step benchmarks' `BenchConfig` and the seed job's `TrainingArgs` (or `None`)."""
     import torch
 
-    from .bench import STEP_MODES, BenchConfig
+    from .bench import COMPILED_MODES, STEP_MODES, BenchConfig
 
     quick = namespace.quick
     device = str(resolve_device(namespace.device, DistributedContext(0, 1, 0)))
@@ -313,7 +314,10 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
         batch_size=_given_or(namespace.batch_size, 64 if on_gpu else 8),
         image_size=_given_or(namespace.image_size, 224 if on_gpu else (32 if quick else 64)),
         precisions=tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",))),
-        modes=tuple(namespace.mode or STEP_MODES),
+        modes=tuple(
+            namespace.mode or (STEP_MODES + (COMPILED_MODES if namespace.compile != "off" else ()))
+        ),
+        compile=namespace.compile,
         sweep=not namespace.no_sweep,
         warmup=_given_or(namespace.warmup, 1 if quick else 3),
         repeats=_given_or(namespace.repeats, 5 if quick else 10),
@@ -432,6 +436,13 @@ def _register_bench(subcommands: Any) -> None:
         action="append",
         help="a step mode to measure, e.g. full or frozen-folded (resfx.bench.STEP_MODES); "
         "repeat for several (default all)",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=get_args(CompileMode),
+        default="off",
+        help="also measure the compiled modes (resfx.bench.COMPILED_MODES) under this "
+        "torch.compile mode, and the seed job with TrainingArgs.compile set (default off)",
     )
     parser.add_argument(
         "--quick",
