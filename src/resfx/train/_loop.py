@@ -11,10 +11,11 @@ once per image per epoch.
 
 import contextlib
 import dataclasses
+import functools
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from .._precision import autocast
 from .._sync import synchronize
 from .._typing import Labels
 from ..data import ImageSplit, StreamedSplit, epoch_order, iterate_batches, load_data
-from ..features import FeatureCache
+from ..features import FeatureCache, compute_features
 from ..models import ResNet, get_resnet_for_feature_extraction, resolve_weights
 from ..plot import plot_history
 from ._args import TrainingArgs
@@ -355,23 +356,31 @@ class _Run:
 
     def _cache_features(self) -> None:
         began = time.perf_counter()
-        args = self.args
-        directory = args.feature_cache_dir
-        cache = FeatureCache(directory, write=self.context.is_main, context=self.context)
+        args, context = self.args, self.context
+        splits = (self.train_split, self.test_split)
+        cache = None
+        if args.feature_cache_dir is None:
+            # Features kept by no directory die with the run, so a cache could never hit:
+            # skip its keys (each hashes every backbone weight and every image).
+            compute: Callable[..., Tensor] = functools.partial(compute_features, context=context)
+        else:
+            cache = FeatureCache(args.feature_cache_dir, write=context.is_main, context=context)
+            compute = functools.partial(cache.features, bn=args.bn)
         self.train_features, self.test_features = (
-            cache.features(
+            compute(
                 self.backbone,
                 split,
                 image_size=args.image_size,
                 batch_size=_EVAL_BATCH,
                 precision=args.precision,
-                bn=args.bn,
             )
-            for split in (self.train_split, self.test_split)
+            for split in splits
         )
+        shares = (len(context.share(len(split), block=_EVAL_BATCH)) for split in splits)
+        computed = sum(shares) if cache is None else cache.computed_images
         synchronize(self.device)
         self.history.feature_seconds = time.perf_counter() - began
-        self.history.feature_images = cache.computed_images
+        self.history.feature_images = computed
 
     def _batches(self, epoch: int, skip: int) -> Iterator[tuple[Tensor, Labels]]:
         args, context = self.args, self.context
