@@ -132,6 +132,8 @@ def test_head_trained_on_cached_features_equals_the_uncached_frozen_path() -> No
             getattr(cached.model.fc, name), getattr(head.model.fc, name), rtol=1e-4, atol=1e-5
         )
     assert cached.accuracy_list == head.accuracy_list
+    # One pass over every image (no cache folder: computed without keys), none in "head" mode.
+    assert (cached.history.feature_images, head.history.feature_images) == (40 + 32, 0)
     untouched = build_model(tiny(**settings)).state_dict()
     for name, tensor in cached.model.state_dict().items():
         if not name.startswith("fc."):

@@ -15,7 +15,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_typing", "_pair", "_resnet_layout", "_precision", "_atomic", "_sync", "_version"),
+    (
+        "_typing",
+        "_pair",
+        "_resnet_layout",
+        "_precision",
+        "_atomic",
+        "_sync",
+        "_distributed",
+        "_version",
+    ),
     ("_functional", "functional"),
     ("nn",),
     ("_fold", "_frozen_step"),

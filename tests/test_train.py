@@ -148,6 +148,14 @@ def test_train_returns_the_seeds_triple_and_a_full_history(head_run: TrainResult
     assert (history.mode, history.dataset, history.device) == ("head", "synthetic", "cpu")
     assert (history.trainable_parameters, history.frozen_parameters) == (5_130, 21_284_672)
     assert TrainHistory.from_dict(history.to_dict()) == history
+    phases = history.setup_phases  # every set-up phase timed, in order, summing to the whole
+    assert list(phases)[:4] == ["device and weights name", "data", "data to device", "model"]
+    assert "fold" in phases and "features" not in phases and history.feature_images == 0
+    assert math.isclose(sum(phases.values()), history.setup_seconds, rel_tol=1e-6)
+    older = {
+        k: v for k, v in history.to_dict().items() if k not in ("setup_phases", "feature_images")
+    }
+    assert TrainHistory.from_dict(older).setup_phases == {}  # histories from before still load
 
 
 def _plain_head_training(args: TrainingArgs) -> tuple[resfx.ResNet, list[float]]:

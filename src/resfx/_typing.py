@@ -5,6 +5,7 @@ Axis names used throughout (and in einops patterns):
 | name | meaning |
 | --- | --- |
 | `b` | batch |
+| `n` | every row of a split, e.g. all processes' shares gathered |
 | `c`, `c_in`, `c_out` | channels |
 | `h`, `w` | spatial height and width of an input |
 | `h_out`, `w_out` | spatial size after a strided op |

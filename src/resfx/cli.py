@@ -36,6 +36,7 @@ from .train import (
     Precision,
     TrainHistory,
     TrainingArgs,
+    format_setup_phases,
     prepare_output_dir,
     resolve_device,
     train,
@@ -220,11 +221,13 @@ def format_summary(history: TrainHistory, written: Sequence[str]) -> str:
     Example:
         >>> h = TrainHistory("cached", "synthetic", "cpu", accuracy_list=[0.5, 0.75],
         ...                  epoch_times=[0.5, 0.25], trainable_parameters=5130,
-        ...                  frozen_parameters=21284672)
+        ...                  frozen_parameters=21284672, setup_seconds=0.5,
+        ...                  setup_phases={"data": 0.125, "model": 0.375})
         >>> print(format_summary(h, []))  # doctest: +ELLIPSIS
         resfx train: mode 'cached' on SYNTHETIC data (generated stand-in, not CIFAR-10), cpu, 1 process
           final test accuracy: 75.00% (per epoch: 50.00%, 75.00%)
-          time per epoch: 0.375 s (mean of 2); setup 0.000 s, of it cached features 0.000 s
+          time per epoch: 0.375 s (mean of 2); setup 0.500 s, of it cached features 0.000 s
+          setup phases: data 0.125 s, model 0.375 s
           parameters: 5,130 trainable, 21,284,672 frozen
     """
     data = (
@@ -242,9 +245,13 @@ def format_summary(history: TrainHistory, written: Sequence[str]) -> str:
         f"  final test accuracy: {final} (per epoch: {per_epoch})",
         f"  time per epoch: {mean:.3f} s (mean of {len(times)}); setup "
         f"{history.setup_seconds:.3f} s, of it cached features {history.feature_seconds:.3f} s",
-        f"  parameters: {history.trainable_parameters:,} trainable, "
-        f"{history.frozen_parameters:,} frozen",
     ]
+    if history.setup_phases:
+        lines.append(f"  setup phases: {format_setup_phases(history.setup_phases)}")
+    lines.append(
+        f"  parameters: {history.trainable_parameters:,} trainable, "
+        f"{history.frozen_parameters:,} frozen"
+    )
     if written:
         lines.append(f"  wrote: {', '.join(written)}")
     return "\n".join(lines)

@@ -2,15 +2,17 @@
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from ..train import TrainingArgs, train
+from ..train import TrainingArgs, format_setup_phases, train
 from ._seed import seed_train
 
 JOB_RUNS: tuple[str, ...] = ("seed", "head", "cached")
 """The seed's reference loop, then resfx's two frozen-backbone modes."""
+
+_SHOWN_PHASES = 4  # the job table names each run's longest set-up phases
 
 
 @dataclass
@@ -25,6 +27,8 @@ class JobResult:
         setup_seconds: seconds before the first epoch.
         final_accuracy: test accuracy after the last epoch.
         dataset: `"cifar10"` or `"synthetic"`.
+        setup_phases: `setup_seconds` phase by phase (`TrainHistory.setup_phases`;
+            empty for the seed's loop, which times its set-up as one).
 
     Example:
         >>> JobResult("seed", "fp32", 9.0, [1.0], 1.0, 0.5, "synthetic").run
@@ -38,6 +42,7 @@ class JobResult:
     setup_seconds: float
     final_accuracy: float
     dataset: str
+    setup_phases: dict[str, float] = field(default_factory=dict)
 
 
 def run_job_benchmarks(
@@ -85,6 +90,7 @@ def run_job_benchmarks(
                 setup_seconds=history.setup_seconds,
                 final_accuracy=history.accuracy_list[-1],
                 dataset=history.dataset,
+                setup_phases=dict(history.setup_phases),
             )
         )
     return results
@@ -93,11 +99,16 @@ def run_job_benchmarks(
 def format_job_table(results: list[JobResult]) -> str:
     """The job's runs side by side, with the speed-up over the seed's loop.
 
+    Under each run that timed its set-up phases, a line names the longest ones.
+
     Example:
         >>> rows = [JobResult("seed", "fp32", 10.0, [2.0], 1.0, 0.5, "synthetic"),
-        ...         JobResult("cached", "fp32", 0.5, [0.01], 0.4, 0.5, "synthetic")]
-        >>> print(format_job_table(rows).splitlines()[-1])
+        ...         JobResult("cached", "fp32", 0.5, [0.01], 0.4, 0.5, "synthetic",
+        ...                   {"data": 0.05, "model": 0.25, "features": 0.1})]
+        >>> for line in format_job_table(rows).splitlines()[-2:]:
+        ...     print(line)
         cached  fp32        0.50     0.010       0.40     50.0%       20.0x
+                setup: model 0.250 s, features 0.100 s, data 0.050 s
     """
     seed = next((r.seconds for r in results if r.run == "seed"), None)
     datasets = sorted({r.dataset for r in results})
@@ -113,4 +124,6 @@ def format_job_table(results: list[JobResult]) -> str:
             f"{r.run:<7} {r.precision:<6} {r.seconds:>9.2f} {epoch:>9.3f} {r.setup_seconds:>10.2f} "
             f"{r.final_accuracy:>9.1%} {speedup:>11}"
         )
+        if r.setup_phases:
+            lines.append(f"{'':<8}setup: {format_setup_phases(r.setup_phases, top=_SHOWN_PHASES)}")
     return "\n".join(lines)

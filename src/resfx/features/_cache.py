@@ -24,6 +24,7 @@ from torch import Tensor
 from torch import nn as tnn
 
 from .._atomic import atomic_torch_save, remove_stale_temporaries
+from .._distributed import DistributedContext
 from .._freeze import is_batchnorm
 from .._frozen_step import frozen_features
 from .._precision import PRECISION_DTYPES, check_precision
@@ -221,6 +222,7 @@ def compute_features(
     image_size: int,
     batch_size: int = 256,
     precision: str = "fp32",
+    context: DistributedContext | None = None,
 ) -> Features:
     """`model.forward_features` over every image of `split`, in order, in inference mode.
 
@@ -234,6 +236,8 @@ def compute_features(
         image_size: side of the resized inputs.
         batch_size: images per forward pass.
         precision: `"fp32"`, or `"bf16"` for bfloat16 autocast.
+        context: the processes of a `torchrun` launch that share the pass (see
+            `compute_stage_features`); `None`: this process computes every image.
 
     Returns:
         float32 features `(len(split), d)` on the split's device.
@@ -249,7 +253,13 @@ def compute_features(
         torch.Size([3, 32])
     """
     return compute_stage_features(
-        model, split, ["pooled"], image_size=image_size, batch_size=batch_size, precision=precision
+        model,
+        split,
+        ["pooled"],
+        image_size=image_size,
+        batch_size=batch_size,
+        precision=precision,
+        context=context,
     )["pooled"]
 
 
@@ -261,19 +271,26 @@ def compute_stage_features(
     image_size: int,
     batch_size: int = 256,
     precision: str = "fp32",
+    context: DistributedContext | None = None,
 ) -> dict[str, Float[Tensor, "b _"]]:
     """Average-pooled features of several stages from one inference pass over `split`.
 
     Each stage's feature map `(b, c, h, w)` is averaged over `h, w`; `"pooled"`
-    is `forward_features` (the same as `"layer4"` pooled).
+    is `forward_features` (the same as `"layer4"` pooled). Under `torchrun`,
+    with `context`, each process runs only its share of the batches
+    (`context.share(len(split), block=batch_size)`: whole batches, in order)
+    and an all-gather gives every process all the features: the same batches
+    as one process would run, so the same bits, row for row.
 
     Args:
         model: the ResNet (on the split's device), BatchNorm in eval mode.
         split: the images.
-        stages: names of `model.feature_stages`.
+        stages: names of `model.feature_stages` (the same on every process).
         image_size: side of the resized inputs.
         batch_size: images per forward pass.
         precision: `"fp32"` or `"bf16"`.
+        context: the processes that share the pass; `None`: this process computes
+            every image. Every process of `context` must call this together.
 
     Returns:
         float32 features `(len(split), channels)` per stage, on the split's device.
@@ -294,7 +311,8 @@ def compute_stage_features(
     device = split.device
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     chunks: dict[str, list[Tensor]] = {stage: [] for stage in stages}
-    order = torch.arange(len(split))
+    share = _share_of(context, len(split), batch_size)
+    order = torch.arange(share.start, share.stop)
     widths: dict[str, int] = {}
 
     def pooled_stages(images: Images) -> Features:
@@ -311,7 +329,22 @@ def compute_stage_features(
         features = frozen_features(pooled_stages, inputs, precision=precision)
         for stage, part in zip(widths, features.split(list(widths.values()), dim=1), strict=True):
             chunks[stage].append(part)
-    return {stage: torch.cat(parts) for stage, parts in chunks.items()}
+    channels = model.config.stage_channels
+    local = {
+        stage: torch.cat(parts) if parts else torch.empty(0, channels[stage], device=device)
+        for stage, parts in chunks.items()
+    }
+    if context is None:
+        return local
+    return {
+        stage: context.all_gather_rows(part, total=len(split), block=batch_size)
+        for stage, part in local.items()
+    }
+
+
+def _share_of(context: DistributedContext | None, total: int, batch_size: int) -> range:
+    """The rows this process computes: its share under `context`, else all of them."""
+    return range(total) if context is None else context.share(total, block=batch_size)
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -347,12 +380,18 @@ class FeatureCache:
     anything else (a damaged, truncated or foreign file) is recomputed with a
     warning, never reused. When the directory cannot take an entry (not a
     folder, read-only, full: checked before computing) the cache warns once and
-    keeps features in memory only.
+    keeps features in memory only. `hits` and `misses` count entries found and
+    computed; `computed_images` counts the images this process ran through a
+    backbone (its share only, under a `context`).
 
     Args:
         directory: where to keep features across runs; `None` keeps them in memory only.
         write: save newly computed features to `directory` (off on all but one
             process of a distributed run).
+        context: the processes of a `torchrun` launch that share each frozen pass:
+            they first agree whether any of them misses an entry (then all compute,
+            none waits on the others), each computes its share and an all-gather
+            assembles the features (see `compute_stage_features`). `None`: one process.
 
     Example:
         >>> import torch
@@ -365,12 +404,18 @@ class FeatureCache:
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str] | None = None, *, write: bool = True
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        write: bool = True,
+        context: DistributedContext | None = None,
     ) -> None:
         self.directory = None if directory is None else Path(directory)
         self.write = write
+        self.context = context
         self.hits = 0
         self.misses = 0
+        self.computed_images = 0
         self._memory: dict[str, Features] = {}
         self._probed = False
 
@@ -474,14 +519,16 @@ class FeatureCache:
         found = self._lookup(key)
         if found is not None:
             return found
-        digest = key.digest()
-        self.misses += 1
         self._check_room(key)
-        features = compute()
+        return self._store(key, compute())
+
+    def _store(self, key: FeatureKey, features: Features) -> Features:
+        """Keep newly computed features under `key`, in memory and (when writing) on disk."""
+        self.misses += 1
         problem = _misfit(key, features)
         if problem is not None:
             raise ValueError(f"the computed features do not fit their key: they {problem}")
-        self._memory[digest] = features
+        self._memory[key.digest()] = features
         path = self.path_for(key)
         if path is not None and self.write:
             on_cpu = features.cpu()
@@ -530,15 +577,15 @@ class FeatureCache:
             >>> _ = cache.features(model, split, image_size=32); cache.hits
             1
         """
-        _refuse_train_mode(model)
-        key = feature_key(model, split, image_size=image_size, precision=precision, bn=bn)
-        found = self.get_or_compute(
-            key,
-            lambda: compute_features(
-                model, split, image_size=image_size, batch_size=batch_size, precision=precision
-            ),
-        )
-        return found.to(split.device)
+        return self.stage_features(
+            model,
+            split,
+            ["pooled"],
+            image_size=image_size,
+            batch_size=batch_size,
+            precision=precision,
+            bn=bn,
+        )["pooled"]
 
     def stage_features(
         self,
@@ -554,7 +601,9 @@ class FeatureCache:
         """Pooled features of each stage, one cache entry per stage, one frozen pass for all.
 
         Stages found in the cache are reused; the missing ones are computed
-        together in a single pass (`compute_stage_features`) and stored.
+        together in a single pass (`compute_stage_features`, shared by the
+        cache's `context`) and stored. Under a `context` a stage missing on any
+        process is computed by all of them.
 
         Args:
             model: the ResNet, frozen, on the split's device.
@@ -588,8 +637,13 @@ class FeatureCache:
             for stage in stages
         }
         found = {stage: self._lookup(key) for stage, key in keys.items()}
-        missing = [stage for stage, value in found.items() if value is None]
+        misses = [value is None for value in found.values()]
+        if self.context is not None:
+            misses = self.context.any_of(misses, split.device)
+        missing = [stage for stage, miss in zip(keys, misses, strict=True) if miss]
         if missing:
+            for stage in missing:
+                self._check_room(keys[stage])
             computed = compute_stage_features(
                 model,
                 split,
@@ -597,7 +651,10 @@ class FeatureCache:
                 image_size=image_size,
                 batch_size=batch_size,
                 precision=precision,
+                context=self.context,
             )
+            self.computed_images += len(_share_of(self.context, len(split), batch_size))
             for stage in missing:
-                found[stage] = self.get_or_compute(keys[stage], lambda s=stage: computed[s])
+                if found[stage] is None:
+                    found[stage] = self._store(keys[stage], computed[stage])
         return {stage: found[stage].to(split.device) for stage in stages}

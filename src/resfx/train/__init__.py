@@ -13,6 +13,8 @@ import importlib
 import warnings
 from typing import Any
 
+from .._distributed import DistributedContext as DistributedContext
+from .._distributed import resolve_device as resolve_device
 from ._args import RESUMABLE_CHANGES as RESUMABLE_CHANGES
 from ._args import Dataset as Dataset
 from ._args import DatasetName as DatasetName
@@ -23,8 +25,6 @@ from ._checkpoint import CHECKPOINT_NAME as CHECKPOINT_NAME
 from ._checkpoint import Checkpoint as Checkpoint
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import load_checkpoint as load_checkpoint
-from ._distributed import DistributedContext as DistributedContext
-from ._distributed import resolve_device as resolve_device
 from ._loop import HISTORY_NAME as HISTORY_NAME
 from ._loop import PLOT_NAME as PLOT_NAME
 from ._loop import NonFiniteLossError as NonFiniteLossError
@@ -32,6 +32,7 @@ from ._loop import build_model as build_model
 from ._loop import train as train
 from ._results import TrainHistory as TrainHistory
 from ._results import TrainResult as TrainResult
+from ._results import format_setup_phases as format_setup_phases
 from ._rundir import LOCK_NAME as LOCK_NAME
 from ._rundir import OutputDirectoryError as OutputDirectoryError
 from ._rundir import claim_output_dir as claim_output_dir
@@ -56,6 +57,7 @@ __all__ = [
     "TrainingArgs",
     "build_model",
     "claim_output_dir",
+    "format_setup_phases",
     "load_checkpoint",
     "prepare_output_dir",
     "resolve_device",

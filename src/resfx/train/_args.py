@@ -123,11 +123,12 @@ class TrainingArgs:
         image_size: side of the resized square images.
         device: `"auto"` (GPU when there is one), `"cpu"`, `"cuda"` or `"cuda:N"`.
         precision: `"fp32"` or `"bf16"`.
-        compile: `"head"`/`"cached"` modes with `bn="eval"`: `"off"` runs the folded
-            frozen backbone eagerly; a `torch.compile` mode (see `resfx.CompileMode`)
-            compiles it for one batch shape, and on a GPU also replays the head's step
-            from a CUDA graph (Adam/AdamW, constant learning rate, one process). The
-            compile time is the set-up phase `"compile"`.
+        compile: `"head"`/`"cached"` modes with `bn="eval"`: `"off"` runs eagerly; a
+            `torch.compile` mode (see `resfx.CompileMode`) compiles `"head"` mode's folded
+            frozen backbone for one batch shape (the set-up phase `"compile"`), and on a
+            GPU replays the head's step from a CUDA graph in both modes (Adam/AdamW, a
+            constant learning rate, one process). `"cached"` mode's one feature pass
+            stays eager: compiling it costs more than it saves on a single pass.
         seed: seeds the head's initialisation, the shuffling and the synthetic data.
         num_workers: DataLoader workers of the seed's reference loop (resfx's own
             pipeline keeps the images on the device and needs none).

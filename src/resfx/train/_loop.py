@@ -11,10 +11,11 @@ once per image per epoch.
 
 import contextlib
 import dataclasses
+import functools
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,14 @@ from torch import nn as tnn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .._distributed import DistributedContext, init_distributed, resolve_device
 from .._freeze import Finetuner, parameter_summary, unfreeze
 from .._frozen_step import FrozenForward, HeadStep, fold_frozen_backbone
 from .._precision import autocast
 from .._sync import synchronize
 from .._typing import Labels
 from ..data import ImageSplit, StreamedSplit, epoch_order, iterate_batches, load_data
-from ..features import FeatureCache
+from ..features import FeatureCache, compute_features
 from ..models import ResNet, get_resnet_for_feature_extraction, resolve_weights
 from ..plot import plot_history
 from ._args import TrainingArgs
@@ -49,7 +51,6 @@ from ._checkpoint import (
     save_checkpoint,
     trainable_state,
 )
-from ._distributed import DistributedContext, init_distributed, resolve_device
 from ._results import TrainHistory, TrainResult
 from ._rundir import OutputDirectoryError, check_checkpoint_space, claim_output_dir
 
@@ -222,6 +223,24 @@ class _LossLog:
         return (totals[0] / totals[1]).tolist(), [int(n) for n in totals[1].tolist()]
 
 
+class _SetupClock:
+    """Seconds of each set-up phase, in order: a `mark` ends the phase that ran since the last.
+
+    Marking waits for the device first, so a phase's queued GPU work counts in it.
+    """
+
+    def __init__(self) -> None:
+        self.began = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def mark(self, phase: str, device: torch.device | None = None) -> None:
+        if device is not None:
+            synchronize(device)
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
 class _Run:
     """One training run's state; `train` builds it and calls `run`."""
 
@@ -232,23 +251,28 @@ class _Run:
         output: Path | None,
         data: tuple[ImageSplit | StreamedSplit, ImageSplit | StreamedSplit] | None,
     ) -> None:
-        began = time.perf_counter()
+        clock = _SetupClock()
         self.args = args
         self.context = context
         self.device = resolve_device(args.device, context)
         if args.weights is not None:
             resolve_weights(args.arch, args.weights)  # a typo fails now, not after loading the data
+        clock.mark("device and weights name")
         self.output = output
         self.checkpoint_path = None if self.output is None else self.output / CHECKPOINT_NAME
         self.last_checkpoint: tuple[Path, int] | None = None
         if data is None:
             data = (load_job_split(args, "train"), load_job_split(args, "test"))
         self.args = args = resolve_n_classes(args, data[0])
-        self.train_split, self.test_split = (split.to(self.device) for split in data)
         for split in data:
             check_labels(split, args.n_classes)
+        clock.mark("data")
+        self.train_split, self.test_split = (split.to(self.device) for split in data)
+        clock.mark("data to device", self.device)
         model = build_model(args)
+        clock.mark("model")
         self.frozen = "" if self.checkpoint_path is None else frozen_fingerprint(model)
+        clock.mark("fingerprint")
         on_gpu = self.device.type == "cuda"
         self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
         # Running statistics never change under the "eval" policy, so the frozen forward may
@@ -256,10 +280,14 @@ class _Run:
         # live BatchNorms.
         folds = args.mode in ("head", "cached") and args.bn == "eval"
         self.model = model.to(self.device, memory_format=self.memory_format)
+        clock.mark("model to device", self.device)
         # Folded on the device: the copy and its float64 arithmetic are fast there.
         self.backbone = (
             fold_frozen_backbone(self.model, precision=args.precision) if folds else self.model
         )
+        clock.mark("fold", self.device)
+        # "head" runs the frozen forward every step: compiled when asked. "cached" runs it
+        # once per image, eagerly: a compilation costs more than it saves on one pass.
         self.frozen_forward: FrozenForward | None = None
         if args.mode == "head":
             self.frozen_forward = FrozenForward(
@@ -303,21 +331,23 @@ class _Run:
             frozen_parameters=summary.frozen,
             world_size=context.world_size,
         )
+        clock.mark("optimizer and summary", self.device)
         self.epoch, self.batch, self.step = 0, 0, 0
         self._resume()
-        self.compile_seconds = 0.0
+        clock.mark("resume", self.device)
         if self.frozen_forward is not None and self.frozen_forward.compiled:
             size = args.image_size
             example = torch.zeros(args.batch_size, 3, size, size, device=self.device)
-            self.compile_seconds = self.frozen_forward.warm_up(
-                example.contiguous(memory_format=self.memory_format)
-            )
+            self.frozen_forward.warm_up(example.contiguous(memory_format=self.memory_format))
+            clock.mark("compile", self.device)
         self.train_features: Tensor | None = None
         self.test_features: Tensor | None = None
         if args.mode == "cached":
             self._cache_features()
+            clock.mark("features", self.device)
         self.log = _LossLog(context)
-        self.history.setup_seconds = time.perf_counter() - began
+        self.history.setup_seconds = clock.last - clock.began
+        self.history.setup_phases = clock.phases
 
     def _steps_per_epoch(self) -> int:
         share = math.ceil(len(self.train_split) / self.context.world_size)
@@ -349,22 +379,31 @@ class _Run:
 
     def _cache_features(self) -> None:
         began = time.perf_counter()
-        args = self.args
-        directory = args.feature_cache_dir
-        cache = FeatureCache(directory, write=self.context.is_main)
+        args, context = self.args, self.context
+        splits = (self.train_split, self.test_split)
+        cache = None
+        if args.feature_cache_dir is None:
+            # Features kept by no directory die with the run, so a cache could never hit:
+            # skip its keys (each hashes every backbone weight and every image).
+            compute: Callable[..., Tensor] = functools.partial(compute_features, context=context)
+        else:
+            cache = FeatureCache(args.feature_cache_dir, write=context.is_main, context=context)
+            compute = functools.partial(cache.features, bn=args.bn)
         self.train_features, self.test_features = (
-            cache.features(
+            compute(
                 self.backbone,
                 split,
                 image_size=args.image_size,
                 batch_size=_EVAL_BATCH,
                 precision=args.precision,
-                bn=args.bn,
             )
-            for split in (self.train_split, self.test_split)
+            for split in splits
         )
+        shares = (len(context.share(len(split), block=_EVAL_BATCH)) for split in splits)
+        computed = sum(shares) if cache is None else cache.computed_images
         synchronize(self.device)
         self.history.feature_seconds = time.perf_counter() - began
+        self.history.feature_images = computed
 
     def _batches(self, epoch: int, skip: int) -> Iterator[tuple[Tensor, Labels]]:
         args, context = self.args, self.context
@@ -541,8 +580,9 @@ def train(
     `history.json` and `training.png`. Under `torchrun --nproc-per-node N`
     each process trains on its share through DistributedDataParallel over the
     trainable module only, and every reported number is reduced over processes
-    (in `"cached"` mode each process computes the features of the whole subset;
-    with `feature_cache_dir` only rank 0 writes them).
+    (in `"cached"` mode each process computes the features of its share of the
+    subset and an all-gather gives each all of them, the same bits as one process
+    computes; with `feature_cache_dir` only rank 0 writes them).
 
     Args:
         args: the settings; the defaults are the seed's job.
@@ -601,10 +641,8 @@ def _claimed_output(args: TrainingArgs, context: DistributedContext) -> Iterator
             except OutputDirectoryError as error:
                 failure = error
         if context.world_size > 1:
-            flag = torch.tensor(
-                [float(failure is not None)], device=resolve_device(args.device, context)
-            )
-            if context.all_reduce_sum(flag).item() and failure is None:
+            device = resolve_device(args.device, context)
+            if context.any_of([failure is not None], device)[0] and failure is None:
                 failure = OutputDirectoryError(
                     f"rank 0 could not claim output_dir {str(output)!r}; its message says why"
                 )

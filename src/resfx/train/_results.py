@@ -2,7 +2,7 @@
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,11 @@ class TrainHistory:
         trainable_parameters: parameters the optimizer updates.
         frozen_parameters: parameters that stay fixed.
         world_size: processes that trained together.
+        setup_phases: `setup_seconds` phase by phase, in the order they ran (the
+            device and weights name, the data, moving it, building the model, ...,
+            the feature pass); empty in histories written before it existed.
+        feature_images: images this process ran through the frozen backbone for
+            cached features (its share under `torchrun`; 0 when the cache had them).
 
     Example:
         >>> h = TrainHistory("head", "synthetic", "cpu", loss_list=[2.3], examples_seen=[64])
@@ -53,6 +58,8 @@ class TrainHistory:
     trainable_parameters: int = 0
     frozen_parameters: int = 0
     world_size: int = 1
+    setup_phases: dict[str, float] = field(default_factory=dict)
+    feature_images: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The history as plain values.
@@ -107,6 +114,26 @@ class TrainHistory:
             'head'
         """
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def format_setup_phases(phases: Mapping[str, float], *, top: int | None = None) -> str:
+    """Set-up phases as one line, `"data 0.120 s, model 0.810 s, ..."`.
+
+    Args:
+        phases: seconds by phase, e.g. `TrainHistory.setup_phases`.
+        top: keep only the `top` longest phases, longest first; `None` keeps all, in order.
+
+    Returns:
+        The line (empty for no phases).
+
+    Example:
+        >>> format_setup_phases({"data": 0.12, "model": 0.81, "fold": 0.05}, top=2)
+        'model 0.810 s, data 0.120 s'
+    """
+    chosen = list(phases.items())
+    if top is not None:
+        chosen = sorted(chosen, key=lambda item: item[1], reverse=True)[:top]
+    return ", ".join(f"{name} {seconds:.3f} s" for name, seconds in chosen)
 
 
 @dataclass

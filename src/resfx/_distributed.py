@@ -1,10 +1,16 @@
-"""Running under `torchrun`: process group from the environment, sharding, reduced metrics."""
+"""Running under `torchrun`: process group from the environment, sharding, reduced metrics.
+
+Below `features` and `train`, which both split work across the processes: each
+computes its share of the rows, then `all_gather_rows` assembles them everywhere.
+"""
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from jaxtyping import Shaped
 from torch import Tensor
 
 
@@ -48,6 +54,93 @@ class DistributedContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def any_of(self, flags: Sequence[bool], device: torch.device) -> list[bool]:
+        """For each flag, whether it is set on any process (every process gets the same answer).
+
+        What processes reduce before a choice they must all make alike, e.g. "compute
+        or use the cache": one of them deciding otherwise would leave the rest waiting.
+
+        Args:
+            flags: this process's flags (the same number on every process).
+            device: where the collective runs (the GPU under NCCL, the CPU under gloo).
+
+        Returns:
+            The flags, each OR-ed over the processes.
+
+        Example:
+            >>> DistributedContext(0, 1, 0).any_of([True, False], torch.device("cpu"))
+            [True, False]
+        """
+        counts = torch.tensor([float(flag) for flag in flags], device=device)
+        return [bool(count > 0) for count in self.all_reduce_sum(counts).tolist()]
+
+    def share(self, total: int, *, block: int = 1) -> range:
+        """This process's contiguous share of `total` rows, cut only at multiples of `block`.
+
+        The `ceil(total / block)` blocks are dealt out in order, as evenly as they
+        go (processes differ by one block at most; some get none when there are
+        fewer blocks than processes). Cutting at block boundaries keeps every batch
+        of `block` rows whole, so a share computed batch by batch gives the same
+        bits as one process computing all the rows in batches of `block`.
+
+        Args:
+            total: number of rows.
+            block: the unit of work (a batch size).
+
+        Returns:
+            The rows of this process, `range(start, stop)`.
+
+        Raises:
+            ValueError: `total < 0` or `block < 1`.
+
+        Example:
+            >>> [DistributedContext(rank, 3, 0).share(10, block=2) for rank in range(3)]
+            [range(0, 2), range(2, 6), range(6, 10)]
+        """
+        return _share(total, block, self.rank, self.world_size)
+
+    def all_gather_rows(
+        self, rows: Shaped[Tensor, "b *rest"], *, total: int, block: int = 1
+    ) -> Shaped[Tensor, "n *rest"]:
+        """Every process's `share(total, block=block)` of rows, assembled in order on every one.
+
+        Shares are padded to the longest before `torch.distributed.all_gather`
+        (which needs equal sizes) and the padding dropped after, so uneven shares
+        work; the rows are copied, never recomputed, so the result is bitwise each
+        process's own. One process returns `rows` itself.
+
+        Args:
+            rows: this process's rows, `len(share(total, block=block))` of them.
+            total: the rows of all processes together.
+            block: the block `share` was cut with.
+
+        Returns:
+            All `total` rows, on `rows`' device.
+
+        Raises:
+            ValueError: `rows` is not this process's share.
+
+        Example:
+            >>> DistributedContext(0, 1, 0).all_gather_rows(torch.ones(3, 2), total=3).shape
+            torch.Size([3, 2])
+        """
+        mine = self.share(total, block=block)
+        if rows.shape[0] != len(mine):
+            raise ValueError(
+                f"rank {self.rank} of {self.world_size} holds {rows.shape[0]} rows but its share "
+                f"of {total} in blocks of {block} is {len(mine)} (rows {mine.start} to "
+                f"{mine.stop}); pass rows[share(total, block=block)]"
+            )
+        if self.world_size == 1:
+            return rows
+        shares = [_share(total, block, rank, self.world_size) for rank in range(self.world_size)]
+        longest = max(len(part) for part in shares)
+        padded = rows.new_zeros((longest, *rows.shape[1:]))
+        padded[: len(mine)] = rows
+        gathered = [torch.empty_like(padded) for _ in shares]
+        dist.all_gather(gathered, padded.contiguous())
+        return torch.cat([part[: len(span)] for part, span in zip(gathered, shares, strict=True)])
+
     def close(self) -> None:
         """Destroy the process group if this context created it.
 
@@ -57,6 +150,16 @@ class DistributedContext:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False
+
+
+def _share(total: int, block: int, rank: int, world_size: int) -> range:
+    if total < 0 or block < 1:
+        raise ValueError(
+            f"cannot share {total} rows in blocks of {block}: need total >= 0 and block >= 1"
+        )
+    blocks = -(-total // block)
+    first, last = rank * blocks // world_size, (rank + 1) * blocks // world_size
+    return range(min(first * block, total), min(last * block, total))
 
 
 _LAUNCH = (
