@@ -239,3 +239,33 @@ def test_compiled_ratios_are_compiled_to_compiled() -> None:
             "frozen-folded/frozen-compiled": (2 / 1.5 + 2 / 1.0) / 2,
         }
     )
+
+
+def test_the_seed_job_runs_compiled_with_its_compile_time_counted(compiled_shapes) -> None:
+    from resfx.bench import format_job_table, run_job_benchmarks
+
+    args = TrainingArgs(
+        data="synthetic",
+        weights=None,
+        arch="resnet18",
+        trainset_size=16,
+        testset_size=8,
+        epochs=1,
+        batch_size=8,
+        image_size=32,
+        device="cpu",
+    )
+    runs = run_job_benchmarks(args, compile="default", progress=False)
+    assert [(r.run, r.compile) for r in runs] == [
+        ("seed", "off"),
+        ("head", "off"),
+        ("cached", "off"),
+        ("head", "default"),
+        ("cached", "default"),
+    ]
+    head = runs[3]
+    assert "compile" in head.setup_phases and head.setup_phases["compile"] > 0
+    assert "compile" not in runs[4].setup_phases  # cached mode's one pass stays eager
+    assert compiled_shapes == [(8, 3, 32, 32)]
+    table = format_job_table(runs)
+    assert "head*" in table and "* compiled: TrainingArgs.compile='default'" in table

@@ -396,7 +396,9 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         **step_report(steps),
     }
     if job_args is not None:
-        jobs = run_job_benchmarks(job_args, precisions=config.precisions, progress=progress)
+        jobs = run_job_benchmarks(
+            job_args, precisions=config.precisions, compile=config.compile, progress=progress
+        )
         print()
         print(format_job_table(jobs))
         report["job"] = {"args": job_args.to_dict(), "runs": [dataclasses.asdict(j) for j in jobs]}

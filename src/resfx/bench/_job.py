@@ -29,6 +29,7 @@ class JobResult:
         dataset: `"cifar10"` or `"synthetic"`.
         setup_phases: `setup_seconds` phase by phase (`TrainHistory.setup_phases`;
             empty for the seed's loop, which times its set-up as one).
+        compile: the run's `TrainingArgs.compile` (`"off"`: eager).
 
     Example:
         >>> JobResult("seed", "fp32", 9.0, [1.0], 1.0, 0.5, "synthetic").run
@@ -43,23 +44,33 @@ class JobResult:
     final_accuracy: float
     dataset: str
     setup_phases: dict[str, float] = field(default_factory=dict)
+    compile: str = "off"
 
 
 def run_job_benchmarks(
-    args: TrainingArgs, *, precisions: tuple[str, ...] = ("fp32",), progress: bool = True
+    args: TrainingArgs,
+    *,
+    precisions: tuple[str, ...] = ("fp32",),
+    compile: str = "off",
+    progress: bool = True,
 ) -> list[JobResult]:
     """Run the seed's job end to end: its own loop, then resfx `"head"` and `"cached"` per precision.
 
     All runs share `args` (data, sizes, epochs, batch size, weights, device,
-    seed); only the mode and precision change, and nothing is written to disk.
+    seed); only the mode, precision and compile mode change, and nothing is
+    written to disk. A compiled run's time includes its compilation (the set-up
+    phase `"compile"`), as a user pays it.
 
     Args:
-        args: the job; `mode`, `precision` and `output_dir` are set per run.
+        args: the job; `mode`, `precision`, `compile` and `output_dir` are set per run.
         precisions: resfx's precisions to run (`"bf16"` on a GPU).
+        compile: also run `"head"` and `"cached"` with this `TrainingArgs.compile`
+            (`"off"`: eager runs only).
         progress: show a progress bar over the runs.
 
     Returns:
-        One result per run: the seed's first, then `head` and `cached` per precision.
+        One result per run: the seed's first, then per precision `head` and `cached`,
+        then (with `compile`) the two again compiled.
 
     Example:
         >>> args = TrainingArgs(data="synthetic", weights=None, trainset_size=16, testset_size=8,
@@ -67,13 +78,17 @@ def run_job_benchmarks(
         >>> [r.run for r in run_job_benchmarks(args, progress=False)]
         ['seed', 'head', 'cached']
     """
-    plan = [("seed", "fp32")] + [(run, p) for p in precisions for run in JOB_RUNS[1:]]
+    compiles = ("off",) if compile == "off" else ("off", compile)
+    plan = [("seed", "fp32", "off")] + [
+        (run, p, c) for p in precisions for c in compiles for run in JOB_RUNS[1:]
+    ]
     results = []
-    for run, precision in tqdm(plan, desc="seed job", disable=not progress, unit="run"):
+    for run, precision, mode in tqdm(plan, desc="seed job", disable=not progress, unit="run"):
         settings = dataclasses.replace(
             args,
             mode="head" if run == "seed" else run,
             precision=precision,
+            compile=mode,
             output_dir=None,
             progress=False,
         )
@@ -91,6 +106,7 @@ def run_job_benchmarks(
                 final_accuracy=history.accuracy_list[-1],
                 dataset=history.dataset,
                 setup_phases=dict(history.setup_phases),
+                compile=mode,
             )
         )
     return results
@@ -120,10 +136,14 @@ def format_job_table(results: list[JobResult]) -> str:
     for r in results:
         epoch = sum(r.epoch_seconds) / max(len(r.epoch_seconds), 1)
         speedup = "-" if seed is None else f"{seed / r.seconds:.1f}x"
+        run = r.run if r.compile == "off" else f"{r.run}*"
         lines.append(
-            f"{r.run:<7} {r.precision:<6} {r.seconds:>9.2f} {epoch:>9.3f} {r.setup_seconds:>10.2f} "
+            f"{run:<7} {r.precision:<6} {r.seconds:>9.2f} {epoch:>9.3f} {r.setup_seconds:>10.2f} "
             f"{r.final_accuracy:>9.1%} {speedup:>11}"
         )
         if r.setup_phases:
             lines.append(f"{'':<8}setup: {format_setup_phases(r.setup_phases, top=_SHOWN_PHASES)}")
+    compiled = sorted({r.compile for r in results if r.compile != "off"})
+    if compiled:
+        lines.append(f"* compiled: TrainingArgs.compile={', '.join(map(repr, compiled))}")
     return "\n".join(lines)
