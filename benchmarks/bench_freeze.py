@@ -11,14 +11,23 @@ Built on `resfx.bench`'s step preparation and timing core, the same code
   ratios against freezing the stem only.
 
 Each entry's `extra_info` holds the bytes autograd saves for backward (model
-parameters and buffers excluded), the autograd node count and, on a GPU, the
-peak memory of the timed steps.
+parameters and buffers excluded), the autograd node count and the peak memory
+of two steps counted from before the step was built (`resfx.bench.peak_memory`:
+the GPU allocator's peak, or CPU tensor bytes). The ratios printed at the end
+are timed interleaved (see conftest.py).
 """
 
 import pytest
-import torch
 
-from resfx.bench import STEP_MODES, BenchConfig, graph_cost, prepare_step, synchronized, time_step
+from resfx.bench import (
+    STEP_MODES,
+    BenchConfig,
+    PreparedStep,
+    graph_cost,
+    peak_memory,
+    prepare_step,
+    synchronized,
+)
 from resfx.models import STAGES
 
 STEP_GROUP = "resnet34 step by freezing"
@@ -26,23 +35,27 @@ DEPTH_GROUP = "resnet34 step by freeze depth"
 
 
 def _run(
-    benchmark, record_median, config: BenchConfig, mode: str, group: str, baseline: bool
+    benchmark, compare_interleaved, config: BenchConfig, mode: str, group: str, baseline: bool
 ) -> None:
-    step = prepare_step(mode, "resfx", config)
+    def prepare() -> PreparedStep:
+        return prepare_step(mode, "resfx", config)
+
+    if benchmark.disabled:  # --benchmark-disable: the code runs once, nothing is measured
+        step, peak = prepare(), None
+    else:
+        step, peak = peak_memory(prepare, lambda s: s.run(), device=config.device)
     saved, nodes = graph_cost(step)
     benchmark.extra_info.update(
         saved_activation_bytes=saved,
         autograd_nodes=nodes,
+        peak_memory_mib=None if peak is None else peak / 2**20,
         batch=config.batch_size,
         size=config.image_size,
         device=config.device,
     )
-    if torch.device(config.device).type == "cuda":
-        peak = time_step(step.run, device=config.device, warmup=1, repeats=1).peak_memory_mib
-        benchmark.extra_info["peak_memory_mib"] = peak
     benchmark.group = group
     benchmark.pedantic(synchronized(step.run, config.device), rounds=10, warmup_rounds=3)
-    record_median(group, mode, benchmark, baseline=baseline)
+    compare_interleaved(group, mode, step.run, baseline=baseline)
 
 
 @pytest.fixture
@@ -51,15 +64,17 @@ def config(bench_device, bench_batch, bench_size) -> BenchConfig:
 
 
 @pytest.mark.parametrize("mode", STEP_MODES)
-def test_step_by_freezing(benchmark, record_median, config: BenchConfig, mode: str) -> None:
-    _run(benchmark, record_median, config, mode, STEP_GROUP, baseline=mode == "full")
+def test_step_by_freezing(benchmark, compare_interleaved, config: BenchConfig, mode: str) -> None:
+    _run(benchmark, compare_interleaved, config, mode, STEP_GROUP, baseline=mode == "full")
 
 
 @pytest.mark.parametrize("stage", STAGES[:-1])
-def test_step_by_freeze_depth(benchmark, record_median, config: BenchConfig, stage: str) -> None:
+def test_step_by_freeze_depth(
+    benchmark, compare_interleaved, config: BenchConfig, stage: str
+) -> None:
     _run(
         benchmark,
-        record_median,
+        compare_interleaved,
         config,
         f"freeze_to:{stage}",
         DEPTH_GROUP,

@@ -1,9 +1,10 @@
 """resfx.nn's fused path against torch.nn, module by module and as a ResNet34; pretrained build.
 
-Every comparison is interleaved: each round times A then B (then B then A in
-the next round), so a machine that slows down or speeds up while it runs (other
-jobs, thermal limits) weighs on both alike; the figure is the median over rounds
-of the per-round ratio `resfx / torch`. Groups:
+Every comparison is interleaved (`resfx.bench.time_interleaved`): each round
+times A and B, `inner` calls each, in an order shuffled per round, so a machine
+that slows down or speeds up while it runs (other jobs, thermal limits) weighs
+on both alike; the figure is the median over rounds of the per-round ratio
+`resfx / torch` (of the rounds' median call times). Groups:
 
 - each module (forward + backward, the fused path; BatchNorm in train mode),
 - ResNet34 eval forward and full training step (forward, backward, SGD),
@@ -16,9 +17,7 @@ small size, to keep it working.
 """
 
 import argparse
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from torch import nn as tnn
 
 import resfx
 from resfx import nn
+from resfx.bench import Ratio as BenchRatio
+from resfx.bench import time_interleaved
 from resfx.models import ResNet, ResNetConfig
 from resfx.weights import load_weights
 
@@ -49,24 +50,16 @@ class Ratio:
 def interleaved(
     name: str, ours: Callable[[], object], theirs: Callable[[], object], rounds: int, inner: int
 ) -> Ratio:
-    """Time `ours` and `theirs` `inner` calls at a time, alternating which goes first."""
+    """Time `ours` and `theirs` in `rounds` interleaved rounds of `inner` calls each."""
     for step in (ours, theirs):
         step()  # warm-up: allocator, caches, lazy initialisation
-    times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    for index in range(rounds):
-        order = [("ours", ours), ("theirs", theirs)]
-        for key, step in order if index % 2 == 0 else order[::-1]:
-            begin = time.perf_counter()
-            for _ in range(inner):
-                step()
-            times[key].append((time.perf_counter() - begin) * 1e3 / inner)
-    ratios = [a / b for a, b in zip(times["ours"], times["theirs"], strict=True)]
-    return Ratio(
-        name,
-        statistics.median(times["ours"]),
-        statistics.median(times["theirs"]),
-        statistics.median(ratios),
+    timings = time_interleaved(
+        {"ours": ours, "theirs": theirs}, rounds=rounds, steps_per_round=inner
     )
+    ratio = BenchRatio.of_rounds(
+        timings["ours"].round_medians_ms, timings["theirs"].round_medians_ms
+    )
+    return Ratio(name, timings["ours"].median_ms, timings["theirs"].median_ms, ratio.median)
 
 
 def _module_pairs(channels: int) -> list[tuple[str, tnn.Module, tnn.Module, bool]]:

@@ -2,7 +2,8 @@
 
 Groups: eval forward and full training step (forward, backward, Adam), in fp32
 and (on a GPU) bf16 autocast + channels_last. The printed ratio
-`resfx/torchvision` is the speed goal's figure (1.05x on GPU, 1.10x on CPU).
+`resfx/torchvision` (timed interleaved after the benchmarks, see conftest.py) is
+the speed goal's figure (1.05x on GPU, 1.10x on CPU).
 """
 
 import pytest
@@ -42,7 +43,7 @@ def _model_and_input(
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("implementation", ["resfx", "torchvision"])
 def test_eval_forward(
-    benchmark, record_median, bench_device, bench_batch, bench_size, precision, implementation
+    benchmark, compare_interleaved, bench_device, bench_batch, bench_size, precision, implementation
 ) -> None:
     model, x = _model_and_input(bench_device, bench_batch, bench_size, precision, implementation)
     model.eval()
@@ -54,13 +55,13 @@ def test_eval_forward(
             return model(x)
 
     benchmark.pedantic(synchronized(step, bench_device), rounds=10, warmup_rounds=3)
-    record_median(group, implementation, benchmark, baseline=implementation == "torchvision")
+    compare_interleaved(group, implementation, step, baseline=implementation == "torchvision")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("implementation", ["resfx", "torchvision"])
 def test_train_step(
-    benchmark, record_median, bench_device, bench_batch, bench_size, precision, implementation
+    benchmark, compare_interleaved, bench_device, bench_batch, bench_size, precision, implementation
 ) -> None:
     model, x = _model_and_input(bench_device, bench_batch, bench_size, precision, implementation)
     model.train()
@@ -77,4 +78,4 @@ def test_train_step(
         optimizer.step()
 
     benchmark.pedantic(synchronized(step, bench_device), rounds=10, warmup_rounds=3)
-    record_median(group, implementation, benchmark, baseline=implementation == "torchvision")
+    compare_interleaved(group, implementation, step, baseline=implementation == "torchvision")

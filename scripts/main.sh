@@ -9,7 +9,7 @@
 source "$(dirname "$0")/_env.sh"
 weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['resnet34.IMAGENET1K_V1'].cache_path; print('IMAGENET1K_V1' if p.is_file() else 'none')")
 probe_weights=$(python -c "import resfx; p = resfx.weights.PRETRAINED['resnet18.IMAGENET1K_V1'].cache_path; print('IMAGENET1K_V1' if p.is_file() else 'none')")
-resfx bench --quick --out runs/bench
+resfx bench --quick --out runs/bench --overwrite
 resfx train --data synthetic --weights "$weights" --mode cached --trainset-size 5000 \
     --testset-size 1000 --epochs 5 --image-size 64 --device cpu --output-dir runs/synthetic --overwrite
 resfx probe --data synthetic --archs resnet18 --weights "$probe_weights" --trainset-size 2000 \

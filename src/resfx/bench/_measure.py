@@ -128,7 +128,9 @@ class Ratio:
         return cls(statistics.median(ratios), min(ratios), max(ratios), ratios)
 
     def text(self) -> str:
-        """The ratio as `median x [low-high] over N rounds`."""
+        """The ratio as `median x [low-high] over N rounds` (`median x (one value)` for one)."""
+        if len(self.per_round) == 1:
+            return f"{self.median:.3f}x (one value)"
         return (
             f"{self.median:.3f}x [{self.low:.3f}-{self.high:.3f}] over {len(self.per_round)} rounds"
         )

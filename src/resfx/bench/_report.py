@@ -40,8 +40,9 @@ def _peak_memory_meaning(results: list[StepResult]) -> str:
 def format_step_table(results: list[StepResult]) -> str:
     """A fixed-width table of step results, grouped by precision, with the ratios under it.
 
-    The peak column says whose peak it is (`GPU` allocator or `CPU` tensors); each
-    ratio is the median of its per-round ratios with their range.
+    The peak column says whose peak it is (`GPU` allocator or `CPU` tensors); the last
+    column holds each interleaved round's median; each ratio is the median of its
+    per-round ratios with their range.
 
     Args:
         results: from `run_step_benchmarks`.
@@ -52,19 +53,21 @@ def format_step_table(results: list[StepResult]) -> str:
     Example:
         >>> rows = [StepResult("resfx", "fp32", "full", 8.0, 0.1, None, 2**20, 100)]
         >>> print(format_step_table(rows).splitlines()[0])
-        precision  mode                 implementation  median ms  ±spread  CPU peak MiB  saved MiB  nodes  setup s
+        precision  mode                 implementation  median ms  ±spread  CPU peak MiB  saved MiB  nodes  setup s  round medians ms
     """
     where = "GPU" if _on_gpu(results) else "CPU"
     header = (
         f"{'precision':<10} {'mode':<20} {'implementation':<15} {'median ms':>9} "
         f"{'±spread':>8} {where + ' peak MiB':>13} {'saved MiB':>10} {'nodes':>6} {'setup s':>8}"
+        f"  round medians ms"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(
             f"{r.precision:<10} {r.mode:<20} {r.implementation:<15} {r.median_ms:>9.2f} "
             f"{r.spread_ms:>8.2f} {_fmt(r.peak_memory_mib, 0):>13} "
-            f"{r.saved_bytes / 2**20:>10.2f} {r.graph_nodes:>6} {_fmt(r.setup_seconds):>8}"
+            f"{r.saved_bytes / 2**20:>10.2f} {r.graph_nodes:>6} {_fmt(r.setup_seconds):>8}  "
+            + " ".join(f"{m:.2f}" for m in r.round_medians_ms)
         )
     lines.append(_peak_memory_meaning(results))
     for key, entry in step_ratios(results).items():

@@ -1,5 +1,6 @@
 """What freezing saves, per training step: every mode measured side by side in one run."""
 
+import functools
 import gc
 import time
 from collections.abc import Callable
@@ -465,7 +466,7 @@ def _measure_group(
         mode, implementation = key
         bar.set_postfix_str(f"building {implementation} {precision} {mode}")
         prepared[key], peaks[key] = peak_memory(
-            lambda m=mode, i=implementation: prepare_step(m, i, config, precision),  # type: ignore[misc]
+            functools.partial(prepare_step, mode, implementation, config, precision),
             lambda step: step.run(),
             device=config.device,
         )
