@@ -1,15 +1,20 @@
-"""Ordinary mistakes through the real console script: exit code, a one-line message, no traceback.
+"""Ordinary mistakes through the command line: exit code, a one-line message, no traceback.
 
-Every case runs `python -m resfx ...` in its own subprocess (they start together, a few at a
-time, to keep the suite fast). The cases that reach training use the synthetic data and no
-pretrained weights, so they run offline.
+Every case of `CASES` runs `resfx.cli.main`, the function `python -m resfx` and the `resfx`
+script call, in this process with its own environment and captured output: each
+subprocess would spend seconds importing torch and torchvision (about 100 s for the cases
+on 2 cores). `python -m resfx` itself is run in a subprocess by the tests below and by
+`tests/test_cli.py`. The cases that reach training use the synthetic data and no pretrained
+weights, so they run offline.
 """
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,20 +195,49 @@ def _resfx(
     )
 
 
+_LAUNCH_VARIABLES = (
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "RESFX_DEBUG",
+)
+
+
+def _main_in_process(
+    argv: list[str], environment: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`cli.main(argv)` with `environment` for the launch variables, as a finished process."""
+    saved = {name: os.environ.pop(name, None) for name in _LAUNCH_VARIABLES}
+    os.environ.update(environment)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli.main(argv)
+            except SystemExit as exit_:  # argparse's usage errors
+                status = int(exit_.code or 0)
+    finally:
+        for name in _LAUNCH_VARIABLES:
+            os.environ.pop(name, None)
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="module")
 def answers(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Every case of `CASES`, run a few at a time."""
-
-    def run(name: str) -> subprocess.CompletedProcess[str]:
+    """Every case of `CASES`, one after another in this process."""
+    answered = {}
+    for name, case in CASES.items():
         folder = tmp_path_factory.mktemp(name)
-        case = CASES[name]
         case.setup(folder)
-        return _resfx(case.argv(folder), case.environment)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(CASES, pool.map(run, CASES), strict=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # each case sees its warnings, as a new process
+            answered[name] = _main_in_process(case.argv(folder), case.environment)
+    return answered
 
 
 @pytest.mark.parametrize("name", list(CASES))
