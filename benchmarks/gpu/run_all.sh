@@ -10,13 +10,13 @@
 # every step mode eager and compiled, fp32 and bf16, interleaved, and the seed job against
 # the seed's loop as written (0 workers), eager and compiled. Part 2: the seed job against
 # the loop with 8 workers, and the other compile mode for the frozen path.
-# Everything is written under $OUT/work and packed into $OUT/results.tgz at the end (the
+# Everything is written under $WORK and packed into $OUT/results.tgz at the end (the
 # device tool brings back at most 8 files); the logs are also printed.
 # Dry run on a CPU machine: DEVICE=cpu QUICK=1 bash benchmarks/gpu/run_all.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu-out}"
-WORK="$OUT/work"
+WORK="${WORK:-/tmp/resfx-gpu-work}"  # outside $OUT: the device brings back at most 8 files
 DEVICE="${DEVICE:-cuda}"
 PART="${PART:-1}"
 COMPILE="${COMPILE:-max-autotune-no-cudagraphs}"
