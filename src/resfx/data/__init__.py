@@ -39,6 +39,8 @@ from ._folder import load_folder_split as load_folder_split
 from ._folder import read_image_file as read_image_file
 from ._folder import scan_image_folder as scan_image_folder
 from ._load import load_data as load_data
+from ._loader import DecodedBatch as DecodedBatch
+from ._loader import decoded_batches as decoded_batches
 from ._subset import SubsetKind as SubsetKind
 from ._subset import choose_subset as choose_subset
 from ._synthetic import SyntheticCIFAR10 as SyntheticCIFAR10
@@ -55,6 +57,7 @@ __all__ = [
     "BadImagePolicy",
     "DatasetName",
     "DatasetUnavailableError",
+    "DecodedBatch",
     "FolderLayout",
     "FolderLayoutError",
     "ImageSplit",
@@ -63,6 +66,7 @@ __all__ = [
     "SyntheticCIFAR10",
     "check_subset_size",
     "choose_subset",
+    "decoded_batches",
     "describe_preprocessing",
     "epoch_order",
     "from_dataset",

@@ -17,11 +17,15 @@ from ._cache import compute_stage_features as compute_stage_features
 from ._cache import feature_key as feature_key
 from ._cache import fingerprint_module as fingerprint_module
 from ._cache import tensor_checksum as tensor_checksum
+from ._source import FeatureSource as FeatureSource
+from ._source import TensorFeatures as TensorFeatures
 
 __all__ = [
     "PRECISIONS",
     "FeatureCache",
     "FeatureKey",
+    "FeatureSource",
+    "TensorFeatures",
     "compute_features",
     "compute_stage_features",
     "feature_key",
