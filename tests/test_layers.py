@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_resnet_layout",
         "_precision",
         "_atomic",
+        "_lock",
         "_sync",
         "_distributed",
         "_version",
