@@ -595,7 +595,7 @@ class FeatureStore:
         """
         return torch.tensor(self._split(split)["labels"], dtype=torch.int64)
 
-    def paths(self, split: str) -> list[str]:
+    def paths(self, split: str) -> list[str | int]:
         """Each row's image: its path relative to the data folder, or its index in the dataset.
 
         Raises:
