@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from torch.utils.data import TensorDataset
 
 import resfx.data._folder
 from resfx import cli
+from resfx._distributed import DistributedContext
 from resfx._lock import hold_lock
 from resfx.data import load_folder_split
 from resfx.features import FeatureSource, FeatureStore, StoreError, compute_stage_features, extract
@@ -245,3 +246,33 @@ def test_the_extract_command_writes_a_store_and_says_ordinary_mistakes_in_one_li
         assert cli.main(["extract", *argv, *flags]) == 1
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and expected in error[0], error
+
+
+class _Rank(DistributedContext):
+    """One rank of a launch, run alone: its collectives only agree with itself."""
+
+    def any_of(self, flags: Sequence[bool], device: torch.device) -> list[bool]:
+        return list(flags)
+
+
+def test_ranks_write_disjoint_shards_and_rank_0_merges_them_into_the_one_process_store(
+    folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    single = tmp_path / "single"
+    extract(folder, single, arch=_model(), **SETTINGS)
+    shared = tmp_path / "shared"
+    with caplog.at_level("INFO", logger="resfx.extract"):
+        # Alone, rank 1 cannot wait for rank 0 (a launch's last collective does): its store is
+        # still half-written when it returns.
+        with pytest.raises(StoreError, match="half-written"):
+            extract(folder, shared, arch=_model(), context=_Rank(1, 2, 0), **SETTINGS)
+        extract(folder, shared, arch=_model(), context=_Rank(0, 2, 0), **SETTINGS)
+    shards = [
+        r.getMessage().split("(")[1].split(")")[0]
+        for r in caplog.records
+        if "rows in" in r.getMessage()
+    ]
+    # Every split's shards in one list (train 0-2, test 0), dealt round robin: rank 1 takes 1 and 3.
+    assert shards == ["train 00001", "test 00000", "train 00000", "train 00002"]
+    for name in sorted(p.relative_to(single) for p in single.rglob("*") if p.is_file()):
+        assert (single / name).read_bytes() == (shared / name).read_bytes(), name

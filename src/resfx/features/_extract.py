@@ -344,12 +344,12 @@ def _extract(
         ]
         done = writer.done()
         mine = [
-            shard
+            (index, *shard)
             for index, shard in enumerate(plan)
             if index % context.world_size == context.rank and shard[:2] not in done
         ]
         try:
-            for split, number, positions in mine:
+            for index, split, number, positions in mine:
                 _write_shard(
                     writer,
                     model,
@@ -364,7 +364,7 @@ def _extract(
                     precision=precision,
                     device=device,
                     on_bad_image=on_bad_image,
-                    progress=f"{len(done) + mine.index((split, number, positions)) + 1}/{len(plan)}",
+                    progress=f"{index + 1}/{len(plan)}",
                 )
         except BaseException as error:
             failure = error
