@@ -163,6 +163,7 @@ def test_a_run_killed_mid_shard_resumes_to_the_same_bytes_recomputing_only_that_
         extract(folder, killed, arch=_model(), **SETTINGS)
     with pytest.raises(StoreError, match="half-written"):
         FeatureStore.open(killed)
+    caplog.clear()
     with caplog.at_level("INFO", logger="resfx.extract"):
         extract(folder, killed, arch=_model(), resume=True, **SETTINGS)
     recomputed = [r.getMessage() for r in caplog.records if "rows in" in r.getMessage()]
@@ -228,7 +229,10 @@ def test_extraction_decodes_each_image_exactly_once(
 
 
 def test_the_extract_command_writes_a_store_and_says_ordinary_mistakes_in_one_line(
-    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     flags = ["--image-size", "16", "--batch-size", "4", "--device", "cpu", "--arch", "resnet18"]
     out = str(tmp_path / "store")
@@ -246,6 +250,13 @@ def test_the_extract_command_writes_a_store_and_says_ordinary_mistakes_in_one_li
         assert cli.main(["extract", *argv, *flags]) == 1
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and expected in error[0], error
+    full = type("Usage", (), {"free": 4096})
+    monkeypatch.setattr(resfx.features._extract.shutil, "disk_usage", lambda _: full)
+    argv = ["extract", "--data", str(folder), "--out", str(tmp_path / "full"), *flags]
+    assert cli.main(argv) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "not enough free space for the feature store" in error[0], error
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == []  # nothing written
 
 
 class _Rank(DistributedContext):
@@ -261,6 +272,7 @@ def test_ranks_write_disjoint_shards_and_rank_0_merges_them_into_the_one_process
     single = tmp_path / "single"
     extract(folder, single, arch=_model(), **SETTINGS)
     shared = tmp_path / "shared"
+    caplog.clear()
     with caplog.at_level("INFO", logger="resfx.extract"):
         # Alone, rank 1 cannot wait for rank 0 (a launch's last collective does): its store is
         # still half-written when it returns.

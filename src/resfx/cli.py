@@ -600,27 +600,31 @@ def _run_extract(namespace: argparse.Namespace) -> int:
     from .features import extract
 
     logger = logging.getLogger("resfx")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("resfx extract: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("resfx extract: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     began = time.perf_counter()
-    store = extract(
-        namespace.data,
-        namespace.out,
-        arch=namespace.arch,
-        weights=namespace.weights,
-        stages=[stage.strip() for stage in namespace.stages.split(",") if stage.strip()],
-        image_size=namespace.image_size,
-        batch_size=namespace.batch_size,
-        shard_size=namespace.shard_size,
-        precision=namespace.precision,
-        device=namespace.device,
-        resume=namespace.resume,
-        overwrite=namespace.overwrite,
-        on_bad_image=namespace.on_bad_image,
-    )
+    try:
+        store = extract(
+            namespace.data,
+            namespace.out,
+            arch=namespace.arch,
+            weights=namespace.weights,
+            stages=[stage.strip() for stage in namespace.stages.split(",") if stage.strip()],
+            image_size=namespace.image_size,
+            batch_size=namespace.batch_size,
+            shard_size=namespace.shard_size,
+            precision=namespace.precision,
+            device=namespace.device,
+            resume=namespace.resume,
+            overwrite=namespace.overwrite,
+            on_bad_image=namespace.on_bad_image,
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     seconds = time.perf_counter() - began
     rows = {split: len(store.labels(split)) for split in store.splits}
     skipped = sum(len(store.manifest["splits"][split]["skipped"]) for split in store.splits)

@@ -321,15 +321,17 @@ def _extract(
             split: {"count": len(s.labels), "digest": s.digest} for split, s in sources.items()
         },
     }
-    writer = StoreWriter(root, settings, resume=resume, overwrite=overwrite)
+    total = sum(len(s.labels) for s in sources.values())
+
+    def check_room(writer: StoreWriter) -> None:
+        _check_room(root, total - sum(r.rows for r in writer.done().values()), widths)
+
+    writer = StoreWriter(root, settings, resume=resume, overwrite=overwrite, check=check_room)
     with ExitStack() as held:
         failure: BaseException | None = None
         if context.is_main:
             try:
                 held.enter_context(writer.claim())
-                if not writer.finished:
-                    total = sum(len(s.labels) for s in sources.values())
-                    _check_room(root, total - sum(r.rows for r in writer.done().values()), widths)
             except BaseException as error:
                 failure = error
         _agree(context, failure is not None, device, "to claim the store")
@@ -342,7 +344,7 @@ def _extract(
             for split, source in sources.items()
             for number, positions in enumerate(iter_shards(len(source.labels), shard_size))
         ]
-        done = writer.done()
+        done = writer.done(verify=resume)
         mine = [
             (index, *shard)
             for index, shard in enumerate(plan)

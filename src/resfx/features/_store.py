@@ -19,7 +19,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ class StoreWriter:
             must match them exactly.
         resume: continue a half-written store in `root` (its settings must match).
         overwrite: replace a store (finished or not) in `root`; only its own files go.
+        check: called with the writer once the folder is claimed and checked, before
+            anything is written (e.g. to refuse a disk without room for the rest).
 
     Example:
         >>> import tempfile
@@ -137,11 +139,13 @@ class StoreWriter:
         *,
         resume: bool = False,
         overwrite: bool = False,
+        check: Callable[["StoreWriter"], None] | None = None,
     ) -> None:
         self.root = Path(root)
         self.settings = dict(settings)
         self.resume = resume
         self.overwrite = overwrite
+        self.check = check
 
     @property
     def journal(self) -> Path:
@@ -180,6 +184,8 @@ class StoreWriter:
             self._check_same_settings(finished)
         if finished and self.resume:
             return
+        if self.check is not None:
+            self.check(self)
         self.journal.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.journal)
         atomic_write_bytes(self.journal / _SETTINGS_NAME, _json_bytes(self.settings))
@@ -233,38 +239,51 @@ class StoreWriter:
         """Whether the folder holds a finished store (its manifest)."""
         return (self.root / MANIFEST_NAME).exists()
 
-    def done(self) -> dict[tuple[str, int], ShardRecord]:
+    def done(self, *, verify: bool = False) -> dict[tuple[str, int], ShardRecord]:
         """The shards a previous run of these settings finished, whose files are still whole.
+
+        A journal entry that cannot be read, or whose files are missing or of another
+        size (or, with `verify`, another SHA-256), is left out: that shard is computed again.
+
+        Args:
+            verify: also check each file's SHA-256 (what a resumed run does once).
+
+        Returns:
+            The finished shards by `(split, shard)`.
 
         Example:
             >>> import tempfile
             >>> writer = StoreWriter(tempfile.mkdtemp(), {})
             >>> with writer.claim():
             ...     _ = writer.write_shard("test", 4, {"x": np.ones((1, 1), np.float32)}, [7], [])
-            ...     sorted(writer.done())
+            ...     sorted(writer.done(verify=True))
             [('test', 4)]
         """
         records = {}
         for path in sorted(self.journal.glob("*.json")):
             if path.name == _SETTINGS_NAME:
                 continue
-            entry = json.loads(path.read_text())
-            record = ShardRecord(
-                entry["split"],
-                entry["shard"],
-                tuple(entry["positions"]),
-                tuple(entry["bad"]),
-                entry["files"],
-            )
-            whole = all(
-                (self.root / shard_file(record.split, stage, record.shard)).is_file()
-                and (self.root / shard_file(record.split, stage, record.shard)).stat().st_size
-                == described["bytes"]
-                for stage, described in record.files.items()
-            )
-            if whole:
+            try:
+                entry = json.loads(path.read_text())
+                record = ShardRecord(
+                    entry["split"],
+                    entry["shard"],
+                    tuple(entry["positions"]),
+                    tuple(entry["bad"]),
+                    entry["files"],
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if all(self._whole(record, stage, verify) for stage in record.files):
                 records[(record.split, record.shard)] = record
         return records
+
+    def _whole(self, record: ShardRecord, stage: str, verify: bool) -> bool:
+        path = self.root / shard_file(record.split, stage, record.shard)
+        described = record.files[stage]
+        if not path.is_file() or path.stat().st_size != described["bytes"]:
+            return False
+        return not verify or _sha256_of(path) == described["sha256"]
 
     def write_shard(
         self,
