@@ -374,24 +374,40 @@ def _extract(
         if failure is not None:
             raise failure
         if context.is_main:
-            records = writer.done()
-            per_split: dict[str, list[ShardRecord]] = {split: [] for split in sources}
-            for split, number, _ in plan:
-                per_split[split].append(records[(split, number)])
-            header = {
-                "arch": arch_name,
-                "weights": settings["weights"],
-                "model_fingerprint": settings["model_fingerprint"],
-                "preprocessing": preprocessing,
-                "stages": widths,
-                "classes": list(classes),
-                "settings": settings,
-            }
-            describe = {split: (s.names, s.labels) for split, s in sources.items()}
-            writer.finish(assemble_manifest(header, per_split, describe))
-            _LOG.info("feature store written: %s", root / "manifest.json")
+            _write_manifest(writer, plan, sources, classes)
         _agree(context, False, device, "to write the manifest")
     return FeatureStore.open(root)
+
+
+def _write_manifest(
+    writer: StoreWriter,
+    plan: Sequence[tuple[str, int, range]],
+    sources: Mapping[str, _Source],
+    classes: Sequence[str],
+) -> None:
+    """Rank 0, once every shard is done: the manifest from the journal, written last."""
+    records = writer.done()
+    missing = [
+        f"{split} {number:05d}" for split, number, _ in plan if (split, number) not in records
+    ]
+    if missing:
+        raise StoreError(
+            f"shards {', '.join(missing[:10])} of {writer.root} are not on disk after every "
+            f"process finished; under torchrun on several machines the store folder must be "
+            f"on a file system they all share"
+        )
+    per_split: dict[str, list[ShardRecord]] = {split: [] for split in sources}
+    for split, number, _ in plan:
+        per_split[split].append(records[(split, number)])
+    settings = writer.settings
+    header = {
+        key: settings[key]
+        for key in ("arch", "weights", "model_fingerprint", "preprocessing", "stages")
+    }
+    header.update(classes=list(classes), settings=settings)
+    describe = {split: (s.names, s.labels) for split, s in sources.items()}
+    writer.finish(assemble_manifest(header, per_split, describe))
+    _LOG.info("feature store written: %s", writer.root / "manifest.json")
 
 
 def _write_shard(

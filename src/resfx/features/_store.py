@@ -14,6 +14,7 @@ recomputes at most the shards that were in flight; `manifest.json` appears only
 when every shard is there, and a reader never uses a store without it.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -152,15 +153,40 @@ class StoreWriter:
         """The folder of the run's settings and finished shards."""
         return self.root / JOURNAL_NAME
 
-    def claim(self) -> "_Claim":
-        """Lock the folder and check what it holds; a context manager (see `StoreWriter`).
+    @contextlib.contextmanager
+    def claim(self) -> Iterator["StoreWriter"]:
+        """Hold the folder's lock while the block runs, having checked what the folder holds.
+
+        Yields:
+            This writer.
 
         Raises:
             StoreError: another run holds the folder (named by pid), it holds a finished
                 store (without `overwrite`), a half-written one (without `resume` or
                 `overwrite`), or one whose settings differ from these (with `resume`).
         """
-        return _Claim(self)
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root} is not a folder; pass a folder for the feature store")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                f"the feature store folder {root} cannot be created ({error.strerror or error}); "
+                f"pass a folder you can write to"
+            ) from error
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(hold_lock(root / STORE_LOCK_NAME))
+            except LockHeldError as error:
+                raise StoreError(
+                    f"the feature store {root} is being written by another run ({error.holder}); "
+                    f"wait for it to finish or pass another folder"
+                ) from None
+            except LockError as error:
+                raise StoreError(str(error)) from error
+            self.prepare()
+            yield self
 
     def prepare(self) -> None:
         """Check the folder's contents against `resume`/`overwrite` and record the settings."""
@@ -340,46 +366,6 @@ class StoreWriter:
         path = atomic_write_bytes(self.root / MANIFEST_NAME, _json_bytes(manifest))
         shutil.rmtree(self.journal, ignore_errors=True)
         return path
-
-
-class _Claim:
-    """`StoreWriter.claim()`: holds the store lock while the block runs."""
-
-    def __init__(self, writer: StoreWriter) -> None:
-        self.writer = writer
-        self._lock: Any = None
-
-    def __enter__(self) -> StoreWriter:
-        root = self.writer.root
-        if root.exists() and not root.is_dir():
-            raise StoreError(f"{root} is not a folder; pass a folder for the feature store")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreError(
-                f"the feature store folder {root} cannot be created ({error.strerror or error}); "
-                f"pass a folder you can write to"
-            ) from error
-        lock = hold_lock(root / STORE_LOCK_NAME)
-        try:
-            lock.__enter__()
-        except LockHeldError as error:
-            raise StoreError(
-                f"the feature store {root} is being written by another run ({error.holder}); "
-                f"wait for it to finish or pass another folder"
-            ) from None
-        except LockError as error:
-            raise StoreError(str(error)) from error
-        self._lock = lock
-        try:
-            self.writer.prepare()
-        except BaseException as error:
-            lock.__exit__(type(error), error, error.__traceback__)
-            raise
-        return self.writer
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(*exc)
 
 
 def _short(value: Any) -> str:
