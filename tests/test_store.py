@@ -182,7 +182,9 @@ def test_a_store_is_refused_while_held_when_finished_or_when_a_resume_differs(
 ) -> None:
     out = tmp_path / "store"
     out.mkdir()
-    held = pytest.raises(StoreError, match=f"another run .pid {os.getpid()} on host")
+    held = pytest.raises(
+        StoreError, match=f"in use by another resfx run .pid {os.getpid()} on host"
+    )
     with hold_lock(out / STORE_LOCK_NAME), held:
         extract(folder, out, arch=_model(), **SETTINGS)
     extract(folder, out, arch=_model(), **SETTINGS)

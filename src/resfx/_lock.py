@@ -32,17 +32,20 @@ class LockHeldError(LockError):
     """Another live process holds the lock; `holder` describes it (pid, host, start time).
 
     Args:
-        path: the lock file.
         holder: who holds it, in words.
+        what: what the lock guards, for the message (e.g. `"output_dir 'runs/a'"`).
+        remedy: what else the user can do than wait.
 
     Example:
-        >>> str(LockHeldError(Path("x.lock"), "pid 7 on host h, started t"))
-        'x.lock is held by pid 7 on host h, started t'
+        >>> print(LockHeldError("pid 7 on host h, started t", "store s", "pass another folder"))
+        store s is in use by another resfx run (pid 7 on host h, started t); wait for it to
+        finish or pass another folder
     """
 
-    def __init__(self, path: Path, holder: str) -> None:
-        super().__init__(f"{path} is held by {holder}")
-        self.path = path
+    def __init__(self, holder: str, what: str, remedy: str) -> None:
+        super().__init__(
+            f"{what} is in use by another resfx run ({holder}); wait for it to finish or {remedy}"
+        )
         self.holder = holder
 
 
@@ -86,7 +89,7 @@ def _open_lock_file(lock: Path) -> int:
     return handle
 
 
-def _acquire(lock: Path) -> int:
+def _acquire(lock: Path, what: str, remedy: str) -> int:
     """Open and `flock` the lock file, retrying if its holder removed it meanwhile."""
     while True:
         handle = _open_lock_file(lock)
@@ -95,7 +98,7 @@ def _acquire(lock: Path) -> int:
         except BlockingIOError:
             holder = describe_holder(os.read(handle, 4096).decode(errors="replace"))
             os.close(handle)
-            raise LockHeldError(lock, holder) from None
+            raise LockHeldError(holder, what, remedy) from None
         try:
             same = os.fstat(handle).st_ino == os.lstat(lock).st_ino
         except FileNotFoundError:
@@ -106,11 +109,16 @@ def _acquire(lock: Path) -> int:
 
 
 @contextlib.contextmanager
-def hold_lock(lock: str | os.PathLike[str]) -> Iterator[str | None]:
+def hold_lock(
+    lock: str | os.PathLike[str], *, what: str | None = None, remedy: str = "use another folder"
+) -> Iterator[str | None]:
     """Hold the lock file `lock` for the duration of the block; it is removed on exit.
 
     Args:
         lock: the lock file's path (its folder must exist).
+        what: what the lock guards, named in the error when another process holds it
+            (default: the lock's folder).
+        remedy: what the error suggests besides waiting.
 
     Yields:
         The previous holder, in words, when a dead process left its record (the
@@ -130,7 +138,7 @@ def hold_lock(lock: str | os.PathLike[str]) -> Iterator[str | None]:
         False
     """
     path = Path(lock)
-    handle = _acquire(path)
+    handle = _acquire(path, what or str(path.parent), remedy)
     try:
         previous = os.read(handle, 4096).decode(errors="replace")
         record = {"pid": os.getpid(), "host": host_tag(), "started": time.strftime("%FT%TZ")}

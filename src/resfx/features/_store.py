@@ -31,7 +31,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .._atomic import atomic_write_bytes, atomic_write_with, remove_stale_temporaries
-from .._lock import LockError, LockHeldError, hold_lock
+from .._lock import LockError, hold_lock
 from .._typing import Features, Labels
 
 STORE_FORMAT = "resfx-feature-store"
@@ -176,15 +176,15 @@ class StoreWriter:
                 f"pass a folder you can write to"
             ) from error
         with contextlib.ExitStack() as held:
+            lock = hold_lock(
+                root / STORE_LOCK_NAME,
+                what=f"the feature store {root}",
+                remedy="pass another folder",
+            )
             try:
-                held.enter_context(hold_lock(root / STORE_LOCK_NAME))
-            except LockHeldError as error:
-                raise StoreError(
-                    f"the feature store {root} is being written by another run ({error.holder}); "
-                    f"wait for it to finish or pass another folder"
-                ) from None
+                held.enter_context(lock)
             except LockError as error:
-                raise StoreError(str(error)) from error
+                raise StoreError(str(error)) from None
             self.prepare()
             yield self
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from torch import nn as tnn
 
 from .._atomic import remove_stale_temporaries
-from .._lock import LockError, LockHeldError, hold_lock
+from .._lock import LockError, hold_lock
 
 LOCK_NAME = ".resfx-run.lock"
 """File name of the run lock inside `TrainingArgs.output_dir`."""
@@ -104,15 +104,13 @@ def claim_output_dir(
     """
     path = prepare_output_dir(path)
     with contextlib.ExitStack() as held:
+        lock = hold_lock(
+            path / LOCK_NAME, what=f"output_dir {str(path)!r}", remedy="pass another output_dir"
+        )
         try:
-            previous = held.enter_context(hold_lock(path / LOCK_NAME))
-        except LockHeldError as error:
-            raise OutputDirectoryError(
-                f"output_dir {str(path)!r} is in use by another resfx run ({error.holder}); "
-                f"wait for it to finish or pass another output_dir"
-            ) from None
+            previous = held.enter_context(lock)
         except LockError as error:
-            raise OutputDirectoryError(str(error)) from error
+            raise OutputDirectoryError(str(error)) from None
         if previous is not None:
             warnings.warn(
                 f"output_dir {str(path)!r} was held by {previous}, which is no longer running "
