@@ -193,6 +193,11 @@ def test_a_store_is_refused_while_held_when_finished_or_when_a_resume_differs(
     changed = {**SETTINGS, "stages": ["stem"], "image_size": 32}
     with pytest.raises(StoreError, match="settings differ .*preprocessing: .*stages: stored"):
         extract(folder, out, arch=_model(), resume=True, **changed)
+    (folder / "test" / "dog" / "0.png").write_bytes(
+        (folder / "test" / "cat" / "0.png").read_bytes()
+    )
+    with pytest.raises(StoreError, match="settings differ .data: stored"):
+        extract(folder, out, arch=_model(), resume=True, **SETTINGS)
     store = extract(folder, out, arch=_model(), overwrite=True, **changed)
     assert store.stages == ("stem",) and not (out / "train" / "pooled-00000.npy").exists()
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test", "train"]
