@@ -11,6 +11,7 @@ all ranks are done.
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -75,11 +76,11 @@ def _folder_sources(root: Path, store_size: int) -> tuple[dict[str, _Source], tu
             continue
         paths = [path for path, _ in files]
         labels = [label for _, label in files]
+        names = [os.path.relpath(path, layout.root) for path in paths]
         digest = hashlib.sha256()
-        for path, label in files:
+        for path, name, label in zip(paths, names, labels, strict=True):
             status = os.stat(path)
-            relative = os.path.relpath(path, layout.root)
-            digest.update(f"{relative}|{label}|{status.st_size}|{status.st_mtime_ns}\n".encode())
+            digest.update(f"{name}|{label}|{status.st_size}|{status.st_mtime_ns}\n".encode())
         streamed = StreamedSplit(
             lambda i, f=files: (read_image_file(f[i][0]), f[i][1]),
             range(len(files)),
@@ -88,11 +89,10 @@ def _folder_sources(root: Path, store_size: int) -> tuple[dict[str, _Source], tu
             f"folder:{layout.root.resolve()}",
             split,
             store_size,
-            "",
+            digest.hexdigest(),
             lambda i, p=paths: p[i],
         )
-        names = [os.path.relpath(path, layout.root) for path in paths]
-        sources[split] = _Source(streamed, names, labels, digest.hexdigest())
+        sources[split] = _Source(streamed, names, labels, streamed.digest)
     return sources, layout.classes
 
 
@@ -122,6 +122,11 @@ def _dataset_source(dataset: Dataset, split: str, store_size: int) -> _Source:
 
 def _sources(data: Data, store_size: int) -> tuple[dict[str, _Source], tuple[str, ...]]:
     if isinstance(data, Mapping):
+        odd = [split for split in data if not re.fullmatch(r"[A-Za-z0-9_-]+", str(split))]
+        if odd:
+            raise ValueError(
+                f"split names become folder names: use letters, digits, '_' and '-', got {odd}"
+            )
         sources = {split: _dataset_source(d, split, store_size) for split, d in data.items()}
         first = next(iter(data.values()), None)
         return sources, tuple(getattr(first, "classes", ()) or ())
@@ -129,14 +134,14 @@ def _sources(data: Data, store_size: int) -> tuple[dict[str, _Source], tuple[str
         classes = tuple(getattr(data, "classes", ()) or ())
         return {"train": _dataset_source(data, "train", store_size)}, classes
     if str(data) in DATASETS:
-        sources = {}
-        for split, size in CIFAR10_SIZES.items():
-            loaded = load_split(str(data), split, size)
-            indices = loaded.indices.tolist()
-            sources[split] = _Source(
-                loaded, indices, loaded.labels.tolist(), loaded.content_digest()
-            )
-        return sources, ()
+        loaded = {
+            split: load_split(str(data), split, size) for split, size in CIFAR10_SIZES.items()
+        }
+        sources = {
+            split: _Source(s, s.indices.tolist(), s.labels.tolist(), s.content_digest())
+            for split, s in loaded.items()
+        }
+        return sources, loaded["train"].classes
     root = Path(data)
     if not root.is_dir():
         raise StoreError(
