@@ -245,7 +245,8 @@ class TrainedModel(ABC):
 
     def __init__(self, setup: JobSetup, model: ResNet) -> None:
         self.setup = setup
-        self.model = model.to(setup.device, memory_format=setup.memory_format)
+        # torch's stubs lack the (device, memory_format) overload that `Module.to` accepts.
+        self.model = model.to(setup.device, memory_format=setup.memory_format)  # type: ignore[call-overload]
         setup.clock.mark("model to device", setup.device)
 
     @abstractmethod
