@@ -72,8 +72,9 @@ PINNED: dict[str, tuple[dict[str, Any], str, list[str], str]] = {
 }
 """Per case: settings, then digests of the losses, the accuracies and the final checkpoint
 (state, optimizer, torch's generator, position), recorded from the one `_Run` class this
-package had before its modes were split out (main at ae35d01, torch 2.x on an x86 CPU, one
-thread; the same settings give the same digests on both)."""
+package had before its modes were split out (main at ae35d01; torch 2.14.1, x86-64 AMD EPYC,
+one thread). Other kernels (another torch, CPU or BLAS) may round differently: then record
+them again from ae35d01's code, as both gave these same digests here."""
 
 
 def tiny_model(args: TrainingArgs) -> ResNet:

@@ -248,26 +248,9 @@ class TrainingLoop:
         if self.setup.context.is_main:
             _LOG.info("resumed %s at %s", path, checkpoint_progress(checkpoint))
 
-    def _check_finite(self, losses: list[float], epoch: int) -> None:
-        first = self.step - len(losses) + 1
-        for offset, loss in enumerate(losses):
-            if math.isfinite(loss):
-                continue
-            kept = (
-                f"the last good checkpoint is {self.last_checkpoint[0]} (step "
-                f"{self.last_checkpoint[1]}); it was kept"
-                if self.last_checkpoint
-                else "no checkpoint was written (set output_dir to keep one)"
-            )
-            raise NonFiniteLossError(
-                f"the training loss became {loss} at step {first + offset} (epoch {epoch + 1}); "
-                f"training stopped and {kept}. Lower learning_rate (now "
-                f"{self.args.learning_rate}) or check the data for NaN or infinite values"
-            )
-
     def _flush(self, epoch: int, bar: tqdm) -> None:
         losses, counts = self.log.flush()
-        self._check_finite(losses, epoch)
+        _refuse_non_finite(losses, self.step - len(losses) + 1, epoch, self)
         seen = self.history.examples_seen[-1] if self.history.examples_seen else 0
         for loss, count in zip(losses, counts, strict=True):
             seen += count
@@ -342,6 +325,24 @@ class TrainingLoop:
             self.history.save_json(output / HISTORY_NAME)
             plot_history(self.history, output / PLOT_NAME)
         return TrainResult(self.history, self.job.model)
+
+
+def _refuse_non_finite(losses: list[float], first: int, epoch: int, loop: TrainingLoop) -> None:
+    """Stop at the first non-finite loss, naming its step and the checkpoint kept."""
+    for offset, loss in enumerate(losses):
+        if math.isfinite(loss):
+            continue
+        kept = (
+            f"the last good checkpoint is {loop.last_checkpoint[0]} (step "
+            f"{loop.last_checkpoint[1]}); it was kept"
+            if loop.last_checkpoint
+            else "no checkpoint was written (set output_dir to keep one)"
+        )
+        raise NonFiniteLossError(
+            f"the training loss became {loss} at step {first + offset} (epoch {epoch + 1}); "
+            f"training stopped and {kept}. Lower learning_rate (now "
+            f"{loop.args.learning_rate}) or check the data for NaN or infinite values"
+        )
 
 
 def checkpoint_progress(checkpoint: Checkpoint) -> str:
