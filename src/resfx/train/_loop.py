@@ -367,10 +367,6 @@ def _job_for(
     setup: JobSetup, model: ResNet, features: tuple[FeatureSource, FeatureSource] | None
 ) -> Job:
     mode = setup.args.mode
-    if features is not None and mode != "cached":
-        raise ValueError(
-            f"features are read by mode='cached' only (got mode={mode!r}); pass mode='cached'"
-        )
     if mode == "cached":
         return CachedJob(setup, model, features)
     return _JOBS[mode](setup, model)
@@ -491,6 +487,10 @@ def train(
         >>> len(loss_list), len(accuracy_list)
         (2, 1)
     """
+    if features is not None and args.mode != "cached":
+        raise ValueError(
+            f"features are read by mode='cached' only (got mode={args.mode!r}); pass mode='cached'"
+        )
     context = init_distributed(args.device)
     try:
         with _claimed_output(args, context) as output:
