@@ -1,12 +1,11 @@
-"""`train()`: the feature-extraction job, fast, resumable, and distributed when launched so.
+"""`train()`: set a run up, build its mode's job, and run the loop every mode shares.
 
-The fast path, each part measured on an H200 (see DESIGN.md): the subset stays
-on the device as uint8 and is resized there; the frozen backbone runs in
-inference mode (no autograd graph, no saved activations) with its eval-mode
-BatchNorms folded into the convolutions, and only the head runs forward and
-backward; optional bf16 autocast and, on a GPU, channels_last and a fused
-Adam. `"cached"` mode goes further: the backbone runs once per image, not
-once per image per epoch.
+A mode (`_head.HeadJob`, `_cached.CachedJob`, `_finetune.PartialJob`/`FullJob`, behind
+`_job.Job`) knows how to make and step a batch and how to score the test split. This
+module keeps everything else: the run folder, the data and the model it starts from, the
+set-up timings, resume, the epochs of steps with their deferred loss reads, checkpoints,
+the history and the figure; under `torchrun` each process trains on its share and every
+number is reduced over processes.
 """
 
 import contextlib
