@@ -360,9 +360,11 @@ def _pool_arguments(
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Kernel, stride (the kernel when `None` or empty, as in torch), padding and dilation pairs."""
     kernel = as_pair(kernel_size, "kernel_size", minimum=1)
-    # `stride == ()` would compare a numpy integer elementwise
-    empty = stride is None or (isinstance(stride, (tuple, list)) and not stride)
-    stride_hw = kernel if empty else as_pair(stride, "stride", minimum=1)
+    # not `stride == ()`, which compares a numpy integer elementwise
+    if stride is None or (isinstance(stride, (tuple, list)) and not stride):
+        stride_hw = kernel
+    else:
+        stride_hw = as_pair(stride, "stride", minimum=1)
     return (
         kernel,
         stride_hw,

@@ -61,7 +61,7 @@ def as_pair(value: Size2d, name: str, *, minimum: int) -> tuple[int, int]:
     """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a pair of ints, got the bool {value!r}")
-    if is_int(value):
+    if isinstance(value, Integral):  # bools were refused above
         pair = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(map(is_int, value)):
         # torch's 2-D ops take a one-element sequence for both axes too
