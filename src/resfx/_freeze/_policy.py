@@ -17,7 +17,9 @@ BNPolicy = Literal["eval", "batch", "train"]
 """How a frozen BatchNorm (any module with running statistics, see `has_running_stats`) behaves in train mode.
 
 - `"eval"`: normalise with the running statistics and never update them, even
-  after `model.train()` (the module stays in eval mode).
+  after `model.train()` (the module stays in eval mode; its `momentum` is 0 while
+  frozen, so a copy that loses the mode, such as torch's SyncBatchNorm converter
+  makes, still leaves the statistics as they are).
 - `"batch"`: normalise with each batch's statistics, never update the running
   ones (`num_batches_tracked` stays); eval mode still uses the running statistics.
 - `"train"`: unchanged, as with plain `requires_grad_(False)`: batch statistics
