@@ -2,7 +2,7 @@
 
 - resfx: `linear_probe` (standardise, a stratified 20 % validation split, the 8 strengths of
   `DEFAULT_STRENGTHS` in one batched L-BFGS solve, the refit at the best strength on every
-  training row) plus `knn_probe` (k = 20, T = 0.07).
+  training row) plus `knn_probe` (k = 20, T = 0.07) of `rows // 5` test rows.
 - scikit-learn: `LogisticRegression(C=1 / (strength * n), solver="lbfgs")` for each of the same
   8 strengths on the same standardised fitting rows (what a sweep costs it, before any refit).
 
@@ -11,7 +11,8 @@ meaning scikit-learn's lbfgs gives `tol`) and the same `max_iter`. The features:
 clusters in 32 dimensions, the rest noise, standardised. Timed in interleaved rounds
 (`resfx.bench.time_interleaved`); the ratio is resfx / scikit-learn per round (goal <= 0.5).
 
-Run: `python benchmarks/bench_probe.py [--rows 10000] [--dim 512] [--classes 10] [--rounds 2]`
+Run: `python benchmarks/bench_probe.py [--rows 10000] [--dim 512] [--classes 10] [--rounds 2]
+[--threads N]`
 (prints the table and the ratio). `pytest benchmarks/bench_probe.py` runs the same comparison
 at `RESFX_BENCH_PROBE_ROWS` rows of 32 features (default 300) under pytest-benchmark; with
 `--benchmark-disable` it runs each side once, as a smoke test.
@@ -24,6 +25,7 @@ from collections.abc import Callable
 
 import torch
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from resfx.bench import Ratio, time_interleaved
 from resfx.probe import (
@@ -39,11 +41,13 @@ GROUP = "probe: grid + refit + kNN vs scikit-learn's grid"
 
 
 def make_features(rows: int, dim: int, classes: int, seed: int = 0):
-    """Train and test features (class clusters in 32 dimensions, the rest noise) and labels."""
+    """`rows` training and `rows // 5` test features (class clusters in 32 dimensions, the rest
+    noise) with their labels."""
     generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(2 * rows) % classes
+    total = rows + rows // 5
+    labels = torch.arange(total) % classes
     centres = torch.randn(classes, 32, generator=generator)
-    features = torch.randn(2 * rows, dim, generator=generator)
+    features = torch.randn(total, dim, generator=generator)
     features[:, :32] += 0.5 * centres[labels]
     return features[:rows], labels[:rows], features[rows:], labels[rows:]
 
@@ -94,7 +98,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch's and BLAS's threads (default: theirs)"
+    )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     steps = make_steps(args.rows, args.dim, args.classes)
     small = make_steps(200, 64, args.classes)
     for step in small.values():
