@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=200)
     parser.add_argument("--test-per-class", type=int, default=50)
     parser.add_argument("--side", type=int, default=32)
-    parser.add_argument("--noise", type=float, default=60.0)
+    parser.add_argument("--noise", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(args.seed)

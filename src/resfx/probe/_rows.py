@@ -125,17 +125,22 @@ def format_probe_table(rows: Sequence[ProbeRow]) -> str:
     seeds = max([len(r.linear) for r in rows], default=1)
     width = max([len("arch"), *(len(r.arch) for r in rows)])
     cell = 14 if seeds > 1 else 8
+    chosen_of = {
+        id(row): ",".join(dict.fromkeys(f"{r.strength:.0e}" for r in row.linear))
+        + ("" if row.converged else "*")
+        for row in rows
+    }
+    chosen_width = max([10, *(len(c) for c in chosen_of.values())])
     lines = [
         f"{'arch':<{width}}  stage   dim  {'linear %':>{cell}}  {'kNN %':>{cell - 3}}  "
-        f"train %  L2 chosen   s/seed"
+        f"train %  {'L2 chosen':<{chosen_width}}  s/seed"
     ]
     for row in rows:
-        chosen = ",".join(dict.fromkeys(f"{r.strength:.0e}" for r in row.linear))
-        chosen += "" if row.converged else "*"
+        chosen = chosen_of[id(row)]
         lines.append(
             f"{row.arch:<{width}}  {row.stage:<6} {row.dim:>4}  "
             f"{_percent(row.test_accuracy, row.test_std, seeds):>{cell}}  "
             f"{_percent(row.knn_accuracy, row.knn_std, seeds):>{cell - 3}}  "
-            f"{100 * row.train_accuracy:7.2f}  {chosen:<10} {row.seconds:7.1f}"
+            f"{100 * row.train_accuracy:7.2f}  {chosen:<{chosen_width}} {row.seconds:7.1f}"
         )
     return "\n".join(lines)
