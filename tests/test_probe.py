@@ -74,8 +74,9 @@ def test_one_batched_solve_equals_one_solve_per_strength() -> None:
     assert batched.converged.all()
     for j, strength in enumerate(strengths):
         alone = fit_logistic(x, y, 3, strength[None], tol=1e-7)
-        torch.testing.assert_close(batched.weights[j], alone.weights[0], atol=1e-5, rtol=0)
-        torch.testing.assert_close(batched.bias[j], alone.bias[0], atol=1e-5, rtol=0)
+        # both stop at a gradient of 1e-7, so within about 1e-7 / strength of the optimum
+        torch.testing.assert_close(batched.weights[j], alone.weights[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(batched.bias[j], alone.bias[0], atol=1e-4, rtol=0)
     # the optimum: the gradient of mean cross-entropy + strength/2 |W|^2 vanishes
     theta = torch.cat([batched.weights[1], batched.bias[1][None]]).requires_grad_()
     xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)

@@ -31,6 +31,11 @@ _HISTORY = 10
 _ARMIJO = 1e-4
 _WOLFE = 0.9
 _MAX_TRIALS = 40
+_SINGLE_TOL_FACTOR = 1.0
+"""A head's loss and gradient are computed in float32 until its largest gradient entry is this
+many times `tol` (or a line search finds no decrease), then in float64 until it is `tol`: the
+float32 products take 0.76x the time of the whole solve in float64 (10,000 x 512, one thread),
+and float64 confirms the end and resolves the last decreases float32's rounding would hide."""
 _PARALLEL_WORK = 2**24
 """Multiply-adds of one logits product below which the solve runs on one thread: on this 2-core
 machine, loaded, 8 iterations of a 20 x 512 problem took 7.2 s on 2 threads and 0.09 s on 1."""
@@ -157,7 +162,9 @@ def fit_logistic(
     """Fit one multinomial logistic regression per L2 strength, all in one batched L-BFGS solve.
 
     The objective is in the module's docstring; it is convex, so the solution does not
-    depend on the start (`init` only saves iterations). Computed in float64.
+    depend on the start (`init` only saves iterations). Each head is computed in float32
+    until its gradient reaches `tol`, then in float64 until it does so there (only float64
+    declares a head converged); the weights are float64.
 
     Args:
         x: `(n, d)` features (standardise them first: the penalty treats every column alike).
@@ -220,7 +227,30 @@ def _solve(
     k, p, c = theta.shape
     d, device = p - 1, theta.device
     size = p * c
-    loss, grad = _loss_and_grad(data, onehot, theta, strengths)
+    rough_data, rough_onehot = data.to(torch.float32), onehot.to(torch.float32)
+    precise = torch.zeros(k, dtype=torch.bool, device=device)
+
+    def evaluate(
+        heads: Int[Tensor, " a"], at: Float[Tensor, "a p c"]
+    ) -> tuple[Float[Tensor, " a"], Float[Tensor, "a p c"]]:
+        loss = torch.empty(len(heads), dtype=torch.float64, device=device)
+        grad = torch.empty_like(at)
+        for exact in (False, True):
+            part = (precise[heads] == exact).nonzero().flatten()
+            if len(part) == 0:
+                continue
+            if exact:
+                part_loss, part_grad = _loss_and_grad(
+                    data, onehot, at[part], strengths[heads[part]]
+                )
+            else:
+                part_loss, part_grad = _loss_and_grad(
+                    rough_data, rough_onehot, at[part].float(), strengths[heads[part]].float()
+                )
+            loss[part], grad[part] = part_loss.double(), part_grad.double()
+        return loss, grad
+
+    loss, grad = evaluate(torch.arange(k, device=device), theta)
     s_hist = torch.zeros(k, _HISTORY, size, dtype=torch.float64, device=device)
     y_hist = torch.zeros_like(s_hist)
     rho = torch.zeros(k, _HISTORY, dtype=torch.float64, device=device)
@@ -252,7 +282,7 @@ def _solve(
             if len(which) == 0:
                 break
             trial = theta[heads[which]] + (t[which, None] * step[which]).view(-1, d + 1, c)
-            trial_loss, trial_grad = _loss_and_grad(data, onehot, trial, strengths[heads[which]])
+            trial_loss, trial_grad = evaluate(heads[which], trial)
             armijo = trial_loss <= loss[heads[which]] + _ARMIJO * t[which] * slope[which]
             flatter = (trial_grad.flatten(1) * step[which]).sum(dim=1) >= _WOLFE * slope[which]
             lower = which[armijo]
@@ -276,7 +306,14 @@ def _solve(
         y_hist[kept] = torch.cat([y_hist[kept, 1:], y_step[keep, None]], dim=1)
         rho[kept] = torch.cat([rho[kept, 1:], (1.0 / curvature[keep])[:, None]], dim=1)
         gamma[kept] = curvature[keep] / y_step[keep].pow(2).sum(dim=1)
-        converged[heads] = grad[heads].flatten(1).abs().amax(dim=1) <= tol
+        largest = grad[heads].flatten(1).abs().amax(dim=1)
+        stalled = stalled[precise[stalled]]  # a float32 head that stalls goes on in float64
+        switch = heads[~precise[heads] & ((largest <= _SINGLE_TOL_FACTOR * tol) | ~moved)]
+        if len(switch):  # near the end, or stuck: float64 from here, from this point
+            precise[switch] = True
+            loss[switch], grad[switch] = evaluate(switch, theta[switch])
+            largest = grad[heads].flatten(1).abs().amax(dim=1)
+        converged[heads] = precise[heads] & (largest <= tol)
         active[heads] = ~converged[heads]
         active[stalled] = False
     return LogisticFit(theta[:, :d].clone(), theta[:, d].clone(), converged.cpu(), iterations.cpu())
