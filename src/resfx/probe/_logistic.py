@@ -36,9 +36,11 @@ _SINGLE_TOL_FACTOR = 1.0
 many times `tol` (or a line search finds no decrease), then in float64 until it is `tol`: the
 float32 products take 0.76x the time of the whole solve in float64 (10,000 x 512, one thread),
 and float64 confirms the end and resolves the last decreases float32's rounding would hide."""
-_PARALLEL_WORK = 2**24
-"""Multiply-adds of one logits product below which the solve runs on one thread: on this 2-core
-machine, loaded, 8 iterations of a 20 x 512 problem took 7.2 s on 2 threads and 0.09 s on 1."""
+_PARALLEL_WORK = 2**27
+"""Multiply-adds of one logits product below which the solve runs on one thread. On this shared
+2-core machine, 8 iterations of a 20 x 512 problem took 7.2 s on 2 threads and 0.09 s on 1, and
+the same 1,600 x 256 sweep (33M) took 4 s or 59-69 s on 2 threads as other jobs came and went;
+10,000 x 512 x 8 heads (410M) is 1.8x faster on 2."""
 
 
 @contextmanager
