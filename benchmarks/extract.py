@@ -83,12 +83,27 @@ def _models(arch: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     return ours, reference
 
 
-def _open_outputs(out: Path, n: int, widths: dict[str, int]) -> dict[str, np.ndarray]:
-    out.mkdir(parents=True, exist_ok=True)
-    return {
-        stage: np.lib.format.open_memmap(out / f"{stage}.npy", "w+", np.float32, (n, width))
-        for stage, width in widths.items()
-    }
+class _NpyRows:
+    """Rows appended to one `.npy` per stage, in order, as they come (plain writes: a memory
+    map's written pages would count in the RSS being measured)."""
+
+    def __init__(self, out: Path, n: int) -> None:
+        self.out, self.n, self.files = out, n, {}
+
+    def write(self, pooled: dict[str, torch.Tensor]) -> None:
+        if not self.files:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for stage, part in pooled.items():
+                handle = open(self.out / f"{stage}.npy", "wb")  # noqa: SIM115 - closed in close()
+                header = {"descr": "<f4", "fortran_order": False, "shape": (self.n, part.shape[1])}
+                np.lib.format.write_array_header_1_0(handle, header)
+                self.files[stage] = handle
+        for stage, part in pooled.items():
+            self.files[stage].write(part.to(torch.float32).numpy().tobytes())
+
+    def close(self) -> None:
+        for handle in self.files.values():
+            handle.close()
 
 
 def _pool(output: torch.Tensor) -> torch.Tensor:
@@ -101,7 +116,7 @@ def resfx_extract(root: Path, out: Path, *, model, size: int, batch_size: int, w
 
     stages = list(model.feature_stages)
     split = load_folder_split(root, "train", store_size=size, memory_budget_mib=0, workers=workers)
-    arrays: dict[str, np.ndarray] = {}
+    rows = _NpyRows(out, len(split))
     with torch.inference_mode():
         for batch in decoded_batches(
             split, range(len(split)), batch_size=batch_size, workers=workers
@@ -110,13 +125,8 @@ def resfx_extract(root: Path, out: Path, *, model, size: int, batch_size: int, w
                 s: _pool(o)
                 for s, o in model.forward_stages(preprocess(batch.images, size), stages).items()
             }
-            if not arrays:
-                arrays = _open_outputs(out, len(split), {s: p.shape[1] for s, p in pooled.items()})
-            rows = batch.positions.numpy()
-            for stage, part in pooled.items():
-                arrays[stage][rows] = part.numpy()
-    for array in arrays.values():
-        array.flush()
+            rows.write(pooled)  # positions come in order, every image readable here
+    rows.close()
     return len(split)
 
 
@@ -138,20 +148,14 @@ def torchvision_extract(
     dataset = ImageFolder(str(root / "train"), transform=transform)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     extractor = create_feature_extractor(model, {v: k for k, v in _TV_NODES.items()})
-    arrays: dict[str, np.ndarray] = {}
+    rows = _NpyRows(out, len(dataset))
     start = 0
     with torch.inference_mode():
         for images, _ in loader:
             pooled = {s: _pool(o) for s, o in extractor(preprocess(images, size)).items()}
-            if not arrays:
-                arrays = _open_outputs(
-                    out, len(dataset), {s: p.shape[1] for s, p in pooled.items()}
-                )
-            for stage, part in pooled.items():
-                arrays[stage][start : start + len(images)] = part.numpy()
+            rows.write(pooled)
             start += len(images)
-    for array in arrays.values():
-        array.flush()
+    rows.close()
     return start
 
 
@@ -271,6 +275,17 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
     entries["decode limit, decode_jpeg + resize, 1 core"] = lambda: decode_limit(
         paths, size=args.size
     )
+    result: dict = {}
+    if args.rounds > 0:
+        result = _speed(args, root, out, entries, paths)
+    if args.rss_images:
+        result["rss"] = _rss(args, work, shape)
+    return result
+
+
+def _speed(
+    args: argparse.Namespace, root: Path, out: Path, entries: dict, paths: list[str]
+) -> dict:
     for step in entries.values():
         step()  # warm: file cache, lazy imports, oneDNN kernels
     rates = _interleaved(entries, args.rounds)
@@ -304,24 +319,26 @@ def _run(args: argparse.Namespace, work: Path) -> dict:
         f"{_ratio(rates[f'resfx, {k} workers'], base)} (goal >= 1.5)"
     )
     print("largest |resfx - torchvision| feature per stage (draft decode vs full):", check)
-    result = {"rates": rates, "decode_vs_limit": scaled, "feature_gap": check}
-    if args.rss_images:
-        # 4N: the N images written four times over (decoding costs the same; 4x the rows)
-        rss_root = work / "rss"
-        write_jpegs(rss_root / "n", args.rss_images)
-        write_jpegs(rss_root / "4n", args.rss_images, copies=4)
-        rss = {
-            n: peak_rss_child(rss_root / n, workers=k, arch=args.arch, **shape) for n in ("n", "4n")
-        }
-        print(
-            f"peak RSS, resfx {k} workers: {rss['n']['rows']} images main {rss['n']['main_mib']:.0f} "
-            f"MiB (workers {rss['n']['worker_mib']:.0f}), {rss['4n']['rows']} images main "
-            f"{rss['4n']['main_mib']:.0f} MiB (workers {rss['4n']['worker_mib']:.0f}): "
-            f"4N/N {rss['4n']['main_mib'] / rss['n']['main_mib']:.3f} main, "
-            f"{rss['4n']['worker_mib'] / rss['n']['worker_mib']:.3f} workers (goal <= 1.15)"
-        )
-        result["rss"] = rss
-    return result
+    return {"rates": rates, "decode_vs_limit": scaled, "feature_gap": check}
+
+
+def _rss(args: argparse.Namespace, work: Path, shape: dict) -> dict:
+    """Peak RSS of the resfx extraction at N and 4N images (the N written four times over:
+    each costs the same to decode; 4x the rows), each in its own process."""
+    k = args.workers
+    write_jpegs(work / "rss" / "n", args.rss_images)
+    write_jpegs(work / "rss" / "4n", args.rss_images, copies=4)
+    rss = {
+        n: peak_rss_child(work / "rss" / n, workers=k, arch=args.arch, **shape) for n in ("n", "4n")
+    }
+    n, four = rss["n"], rss["4n"]
+    print(
+        f"peak RSS, resfx {k} workers: {n['rows']} images main {n['main_mib']:.0f} MiB (workers "
+        f"{n['worker_mib']:.0f}), {four['rows']} images main {four['main_mib']:.0f} MiB (workers "
+        f"{four['worker_mib']:.0f}): 4N/N {four['main_mib'] / n['main_mib']:.3f} main, "
+        f"{four['worker_mib'] / n['worker_mib']:.3f} workers (goal <= 1.15)"
+    )
+    return rss
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -333,7 +350,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="0: only the RSS check")
     parser.add_argument("--rss-images", type=int, default=0, help="N of the RSS check (0: skip)")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

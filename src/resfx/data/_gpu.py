@@ -75,7 +75,7 @@ def decode_jpeg_batch(
     device = torch.device(device)
     images: list[Tensor | None] = [None] * len(blobs)
     jpegs = [i for i, blob in enumerate(blobs) if blob[:3] == _JPEG_START]
-    on_cpu = [i for i in range(len(blobs)) if i not in set(jpegs)]
+    on_cpu = sorted(set(range(len(blobs))) - set(jpegs))
     tensors = {i: torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in jpegs}
     try:
         decoded = dict(zip(jpegs, gpu_decode([tensors[i] for i in jpegs], device), strict=True))
