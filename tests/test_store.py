@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-import resfx.data._folder
+import resfx.data._files
 from resfx import cli
 from resfx._distributed import DistributedContext
 from resfx._lock import hold_lock
@@ -88,6 +88,9 @@ def test_the_store_reads_with_plain_numpy_and_equals_the_frozen_pass(
             assert all(a.dtype == np.float32 for a in arrays)
             assert torch.equal(torch.from_numpy(np.concatenate(arrays)), expected[stage])
             assert torch.equal(store.load(split, stage), expected[stage])
+    pool = extract(folder, tmp_path / "pool", arch=model, workers=2, **SETTINGS).root
+    for name in sorted(p.relative_to(pool) for p in pool.rglob("*") if p.is_file()):
+        assert (pool / name).read_bytes() == (tmp_path / "store" / name).read_bytes(), name
 
 
 def test_rows_read_only_their_shards_and_a_damaged_shard_is_named_when_read(
@@ -222,14 +225,13 @@ def test_extraction_decodes_each_image_exactly_once(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded: list[str] = []
-    read = resfx.data._folder.read_image_file
+    real = resfx.data._files.decode_image_file
 
-    def counting(path: str) -> torch.Tensor:
-        decoded.append(path)
-        return read(path)
+    def counting(source: str | bytes, size: int, *, draft: bool = True) -> torch.Tensor:
+        decoded.append(str(source))
+        return real(source, size, draft=draft)
 
-    monkeypatch.setattr(resfx.data._folder, "read_image_file", counting)
-    monkeypatch.setattr(resfx.features._extract, "read_image_file", counting)
+    monkeypatch.setattr(resfx.data._files, "decode_image_file", counting)
     extract(folder, tmp_path / "store", arch=_model(), **SETTINGS)
     files = sorted(str(p) for p in folder.rglob("*.*"))
     assert sorted(decoded) == files

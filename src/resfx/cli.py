@@ -721,6 +721,7 @@ def _run_extract(namespace: argparse.Namespace) -> int:
             image_size=namespace.image_size,
             batch_size=namespace.batch_size,
             shard_size=namespace.shard_size,
+            workers=namespace.workers,
             precision=namespace.precision,
             device=namespace.device,
             resume=namespace.resume,
@@ -744,6 +745,7 @@ def _run_extract(namespace: argparse.Namespace) -> int:
 
 
 def _register_extract(subcommands: Any) -> None:
+    from .data import default_workers
     from .models import FEATURE_STAGES, list_models
 
     parser = subcommands.add_parser(
@@ -779,6 +781,12 @@ def _register_extract(subcommands: Any) -> None:
         type=_int_at_least(1),
         default=4096,
         help="rows per .npy file (default 4096)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=default_workers(),
+        help=f"processes decoding images (default {default_workers()}: the usable cores)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", choices=get_args(Precision), default="fp32")

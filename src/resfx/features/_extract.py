@@ -32,8 +32,8 @@ from ..data import (
     ImageSplit,
     StreamedSplit,
     describe_preprocessing,
+    load_folder_split,
     load_split,
-    read_image_file,
     scan_image_folder,
 )
 from ..data._decode import describe_store
@@ -64,35 +64,34 @@ class _Source:
     names: list[str] | list[int]
     labels: list[int]
     digest: str
+    store: str
+    skipped: tuple[str, ...] = ()
 
 
-def _folder_sources(root: Path, store_size: int) -> tuple[dict[str, _Source], tuple[str, ...]]:
-    """Each split of an image folder, streamed: nothing is opened until it is extracted."""
+def _folder_sources(
+    root: Path, store_size: int, workers: int, on_bad_image: BadImagePolicy
+) -> tuple[dict[str, _Source], tuple[str, ...]]:
+    """Each split of an image folder, streamed by the data layer: nothing is decoded here, and
+    the content digest hashes the files' bytes."""
     layout = scan_image_folder(root)
     sources = {}
     for split in ("train", "test"):
-        files = layout.files(split)
-        if not files:
+        if not layout.files(split):
             continue
-        paths = [path for path, _ in files]
-        labels = [label for _, label in files]
-        names = [os.path.relpath(path, layout.root) for path in paths]
-        digest = hashlib.sha256()
-        for path, name, label in zip(paths, names, labels, strict=True):
-            status = os.stat(path)
-            digest.update(f"{name}|{label}|{status.st_size}|{status.st_mtime_ns}\n".encode())
-        streamed = StreamedSplit(
-            lambda i, f=files: (read_image_file(f[i][0]), f[i][1]),
-            range(len(files)),
-            torch.tensor(labels, dtype=torch.int64),
-            torch.arange(len(files)),
-            f"folder:{layout.root.resolve()}",
+        streamed = load_folder_split(
+            root,
             split,
-            store_size,
-            digest.hexdigest(),
-            lambda i, p=paths: p[i],
+            store_size=store_size,
+            memory_budget_mib=0,
+            on_bad_image=on_bad_image,
+            workers=workers,
         )
-        sources[split] = _Source(streamed, names, labels, streamed.digest)
+        names = [os.path.relpath(streamed.describe(p), layout.root) for p in streamed.positions]
+        labels = streamed.labels.tolist()
+        store = describe_store(store_size, "pil-draft")
+        sources[split] = _Source(
+            streamed, names, labels, streamed.content_digest(), store, streamed.skipped_paths
+        )
     return sources, layout.classes
 
 
@@ -117,10 +116,12 @@ def _dataset_source(dataset: Dataset, split: str, store_size: int) -> _Source:
         digest,
         lambda i: f"{name}[{i}]",
     )
-    return _Source(streamed, list(range(n)), labels, digest)
+    return _Source(streamed, list(range(n)), labels, digest, describe_store(store_size))
 
 
-def _sources(data: Data, store_size: int) -> tuple[dict[str, _Source], tuple[str, ...]]:
+def _sources(
+    data: Data, store_size: int, workers: int, on_bad_image: BadImagePolicy
+) -> tuple[dict[str, _Source], tuple[str, ...]]:
     if isinstance(data, Mapping):
         odd = [split for split in data if not re.fullmatch(r"[A-Za-z0-9_-]+", str(split))]
         if odd:
@@ -138,7 +139,9 @@ def _sources(data: Data, store_size: int) -> tuple[dict[str, _Source], tuple[str
             split: load_split(str(data), split, size) for split, size in CIFAR10_SIZES.items()
         }
         sources = {
-            split: _Source(s, s.indices.tolist(), s.labels.tolist(), s.content_digest())
+            split: _Source(
+                s, s.indices.tolist(), s.labels.tolist(), s.content_digest(), describe_store(32)
+            )
             for split, s in loaded.items()
         }
         return sources, loaded["train"].classes
@@ -148,7 +151,7 @@ def _sources(data: Data, store_size: int) -> tuple[dict[str, _Source], tuple[str
             f"data {str(data)!r} is not a folder nor one of {DATASETS}; pass an image folder "
             f"(<class>/<image> files, or train/ and test/ of them)"
         )
-    return _folder_sources(root, store_size)
+    return _folder_sources(root, store_size, workers, on_bad_image)
 
 
 def _model(arch: str | ResNet, weights: str | None, device: torch.device) -> tuple[ResNet, str]:
@@ -198,6 +201,7 @@ def extract(
     image_size: int = 224,
     batch_size: int = 64,
     shard_size: int = 4096,
+    workers: int = 0,
     precision: str = "fp32",
     device: str = "auto",
     resume: bool = False,
@@ -228,6 +232,8 @@ def extract(
         image_size: side of the model's square inputs.
         batch_size: images per forward pass.
         shard_size: rows per `.npy` file (and the unit of resuming).
+        workers: processes decoding images (0: this one; the CLI's default is every
+            usable core, `resfx.data.default_workers()`).
         precision: `"fp32"` or `"bf16"` autocast; stored features are float32.
         device: `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
         resume: finish a half-written store in `out` (the settings must be the same).
@@ -259,8 +265,10 @@ def extract(
     for name, value in (("image_size", image_size), ("batch_size", batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    if shard_size < 1 or workers < 0:
+        raise ValueError(
+            f"shard_size must be at least 1 and workers at least 0, got {shard_size} and {workers}"
+        )
     chosen = _check_stages(stages)
     owned = context is None
     context = init_distributed(device) if context is None else context
@@ -274,6 +282,7 @@ def extract(
             image_size=image_size,
             batch_size=batch_size,
             shard_size=shard_size,
+            workers=workers,
             precision=precision,
             device=resolve_device(device, context),
             resume=resume,
@@ -296,6 +305,7 @@ def _extract(
     image_size: int,
     batch_size: int,
     shard_size: int,
+    workers: int,
     precision: str,
     device: torch.device,
     resume: bool,
@@ -303,11 +313,11 @@ def _extract(
     on_bad_image: BadImagePolicy,
     context: DistributedContext,
 ) -> FeatureStore:
-    sources, classes = _sources(data, image_size)
+    sources, classes = _sources(data, image_size, workers, on_bad_image)
     model, arch_name = _model(arch, weights, device)
     widths = {stage: model.config.stage_channels[stage] for stage in stages}
     preprocessing = {
-        "store": describe_store(image_size),
+        "store": next(iter(sources.values())).store,
         "model_input": describe_preprocessing(image_size),
         "image_size": image_size,
         "precision": precision,
@@ -368,6 +378,7 @@ def _extract(
                     widths=widths,
                     image_size=image_size,
                     batch_size=batch_size,
+                    workers=workers,
                     precision=precision,
                     device=device,
                     on_bad_image=on_bad_image,
@@ -410,7 +421,7 @@ def _write_manifest(
         for key in ("arch", "weights", "model_fingerprint", "preprocessing", "stages")
     }
     header.update(classes=list(classes), settings=settings)
-    describe = {split: (s.names, s.labels) for split, s in sources.items()}
+    describe = {split: (s.names, s.labels, s.skipped) for split, s in sources.items()}
     writer.finish(assemble_manifest(header, per_split, describe))
     _LOG.info("feature store written: %s", writer.root / "manifest.json")
 
@@ -427,6 +438,7 @@ def _write_shard(
     widths: Mapping[str, int],
     image_size: int,
     batch_size: int,
+    workers: int,
     precision: str,
     device: torch.device,
     on_bad_image: BadImagePolicy,
@@ -447,6 +459,7 @@ def _write_shard(
         precision=precision,
         device=device,
         on_bad_image=on_bad_image,
+        workers=workers,
     )
     for batch, features in batches:
         start = len(kept)

@@ -38,6 +38,7 @@ def stage_feature_batches(
     precision: str = "fp32",
     device: torch.device | None = None,
     on_bad_image: BadImagePolicy = "error",
+    workers: int = 0,
 ) -> Iterator[tuple[DecodedBatch, dict[str, Float[Tensor, "b _"]]]]:
     """Pooled features of `stages` for the split's examples at `order`, one batch at a time.
 
@@ -55,6 +56,8 @@ def stage_feature_batches(
         precision: `"fp32"` or `"bf16"`.
         device: where the forward runs; `None`: the split's device.
         on_bad_image: `"error"` or `"skip"` (see `resfx.data.decoded_batches`).
+        workers: processes decoding a streamed split (0: this one); batches go to a GPU
+            from pinned memory.
 
     Yields:
         The decoded batch (its positions, labels and unreadable images) and the float32
@@ -87,7 +90,15 @@ def stage_feature_batches(
         widths.update((stage, part.shape[1]) for stage, part in pooled.items())
         return torch.cat(list(pooled.values()), dim=1)
 
-    for batch in decoded_batches(split, order, batch_size=batch_size, on_bad_image=on_bad_image):
+    decoded = decoded_batches(
+        split,
+        order,
+        batch_size=batch_size,
+        on_bad_image=on_bad_image,
+        workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    for batch in decoded:
         if len(batch.positions) == 0:
             empty = {stage: torch.empty(0, channels[stage], device=device) for stage in stages}
             yield batch, empty

@@ -660,7 +660,8 @@ def assemble_manifest(
         header: format-independent fields (arch, weights, preprocessing, stages, classes,
             settings).
         splits: each split's shard records, shard 0 first.
-        describe: per split, `(paths, labels)`: each split position's image name and label.
+        describe: per split, `(paths, labels, skipped)`: each split position's image name
+            and label, and the images left out before extraction (unreadable headers).
 
     Returns:
         The manifest: row ranges, files, paths, labels and skipped images per split.
@@ -668,7 +669,7 @@ def assemble_manifest(
     manifest: dict[str, Any] = {"format": STORE_FORMAT, "version": STORE_VERSION, **header}
     manifest["splits"] = {}
     for split, records in splits.items():
-        paths, labels = describe[split]
+        paths, labels, unreadable = describe[split]
         rows = 0
         stages: dict[str, list[dict[str, Any]]] = {stage: [] for stage in header["stages"]}
         for record in records:
@@ -686,7 +687,7 @@ def assemble_manifest(
             "rows": rows,
             "paths": [paths[p] for p in positions],
             "labels": [labels[p] for p in positions],
-            "skipped": [name for record in records for name in record.bad],
+            "skipped": [*unreadable, *(name for record in records for name in record.bad)],
             "stages": stages,
         }
     return manifest
