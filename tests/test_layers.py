@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "_typing",
         "_pair",
+        "_zoo",
         "_resnet_layout",
         "_precision",
         "_atomic",
