@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_typing",
         "_pair",
         "_zoo",
+        "_schedule",
         "_resnet_layout",
         "_precision",
         "_atomic",

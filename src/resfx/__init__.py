@@ -29,7 +29,6 @@ from ._freeze import OptimizerCheckError as OptimizerCheckError
 from ._freeze import OptimizerReport as OptimizerReport
 from ._freeze import ParameterRow as ParameterRow
 from ._freeze import ParameterSummary as ParameterSummary
-from ._freeze import Schedule as Schedule
 from ._freeze import StagedModel as StagedModel
 from ._freeze import StageSpec as StageSpec
 from ._freeze import bn_policy as bn_policy
@@ -43,7 +42,6 @@ from ._freeze import is_batchnorm as is_batchnorm
 from ._freeze import load_optimizer_state as load_optimizer_state
 from ._freeze import parameter_groups as parameter_groups
 from ._freeze import parameter_summary as parameter_summary
-from ._freeze import schedule_factor as schedule_factor
 from ._freeze import stage_map as stage_map
 from ._freeze import stage_modules as stage_modules
 from ._freeze import trainable_parameters as trainable_parameters
@@ -52,6 +50,8 @@ from ._frozen_step import CompileMode as CompileMode
 from ._frozen_step import FrozenForward as FrozenForward
 from ._frozen_step import HeadStep as HeadStep
 from ._frozen_step import fold_frozen_backbone as fold_frozen_backbone
+from ._schedule import Schedule as Schedule
+from ._schedule import schedule_factor as schedule_factor
 from ._version import __version__ as __version__
 from .autograd import GradientFlowError as GradientFlowError
 from .autograd import check_gradient_flow as check_gradient_flow
