@@ -191,7 +191,7 @@ def test_wheel_holds_the_package_its_metadata_and_nothing_else(installed: Instal
     assert any(
         requirement.startswith("torch>=") for requirement in metadata.get_all("Requires-Dist")
     )
-    assert "resfx = resfx.cli:main" in entry_points
+    assert "resfx = resfx.__main__:main" in entry_points
 
 
 def test_sdist_holds_the_sources_license_and_changelog_but_no_tests(installed: Installed) -> None:
