@@ -28,9 +28,6 @@ Images = Float[Tensor, "b 3 h w"]
 ImagesUInt8 = UInt8[Tensor, "b 3 h w"]
 """A batch of raw 8-bit RGB images, channels first."""
 
-FeatureMap = Float[Tensor, "b c h w"]
-"""Activations of a convolutional stage."""
-
 Features = Float[Tensor, "b d"]
 """Pooled features of a backbone (one vector per image)."""
 
@@ -49,7 +46,6 @@ for both, as in torch's 2-D ops (kernel sizes, strides, paddings, dilations)."""
 
 __all__ = [
     "AnyTensor",
-    "FeatureMap",
     "Features",
     "Images",
     "ImagesUInt8",

@@ -419,7 +419,7 @@ class Finetuner:
         differing = [
             f"{key}={saved.get(key)!r} (now {value!r})"
             for key, value in config.items()
-            if key not in extendable and _plain(saved.get(key)) != _plain(value)
+            if key not in extendable and _tuples_as_lists(saved.get(key)) != _tuples_as_lists(value)
         ]
         if differing:
             raise ValueError(
@@ -439,8 +439,8 @@ class Finetuner:
             self._set_learning_rates()
 
 
-def _plain(value: Any) -> Any:
+def _tuples_as_lists(value: Any) -> Any:
     """Lists and tuples compared alike (a state that went through a checkpoint has lists)."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_tuples_as_lists(v) for v in value]
     return value

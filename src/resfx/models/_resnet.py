@@ -24,7 +24,7 @@ from ..nn._switch import _tracing
 STAGES: tuple[str, ...] = tuple(RESNET_STAGES)
 """Names of a ResNet's stages, input to output; `freeze_to` takes them."""
 
-FEATURE_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+FEATURE_STAGES: tuple[str, ...] = (*STAGES[:-1], "pooled")
 """Outputs `ResNet.forward_stages` can return: each stage's feature map, then the pooled vector."""
 
 BlockKind = Literal["basic", "bottleneck"]
