@@ -1,5 +1,7 @@
-"""The named pretrained weights, built from the zoo's specs: where each file comes from and
-what it expects."""
+"""The named pretrained weights, built from the zoo's specs.
+
+Where each file comes from, and what it expects.
+"""
 
 from dataclasses import dataclass
 from pathlib import Path
