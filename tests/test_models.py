@@ -23,7 +23,8 @@ import resfx
 from resfx import models, weights
 from resfx.models import FEATURE_STAGES, ResNet, ResNetConfig
 
-ARCHS = models.list_models()
+ARCHS = [arch for arch in models.list_models() if hasattr(torchvision.models, arch)]
+"""The architectures torchvision builds too: each is compared with torchvision's."""
 
 
 def _random_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:

@@ -101,8 +101,10 @@ class ArchSpec:
         block: `"basic"` or `"bottleneck"`.
         layers: blocks in each of the four groups.
         num_params: parameters with the 1000-class head (checked by the factory's doctest).
-        torchvision_enum: the name of torchvision's weights enum, `"ResNet50_Weights"`.
-        weights: torchvision's files, oldest first; the last is `"DEFAULT"`.
+        torchvision_enum: the name of torchvision's weights enum, `"ResNet50_Weights"`, or
+            `None` for an architecture torchvision does not publish.
+        weights: torchvision's files, oldest first; the last is `"DEFAULT"`. None for an
+            architecture without published weights (random init or a checkpoint path).
         timm: timm's copies.
         groups: groups of every 3x3 convolution (ResNeXt).
         width_per_group: torchvision's `width_per_group` (wide ResNets 128).
@@ -118,16 +120,16 @@ class ArchSpec:
     block: Literal["basic", "bottleneck"]
     layers: tuple[int, int, int, int]
     num_params: int
-    torchvision_enum: str
-    weights: tuple[TorchvisionFile, ...]
+    torchvision_enum: str | None = None
+    weights: tuple[TorchvisionFile, ...] = ()
     timm: tuple[TimmCopy, ...] = ()
     groups: int = 1
     width_per_group: int = 64
 
     @property
-    def default(self) -> str:
-        """The tag `"DEFAULT"` means: torchvision's newest file."""
-        return self.weights[-1].tag
+    def default(self) -> str | None:
+        """The tag `"DEFAULT"` means: torchvision's newest file (`None` when there is none)."""
+        return self.weights[-1].tag if self.weights else None
 
 
 def _v1(file_name: str, acc1: float, acc5: float, recipe: str = _PAPER_RECIPE) -> TorchvisionFile:

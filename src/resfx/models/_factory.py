@@ -113,6 +113,11 @@ def resolve_weights(arch: str, weights: Weights) -> str | Path | None:
         weights = weights.name
     if isinstance(weights, str):
         tag = ZOO[arch].default if weights == "DEFAULT" else weights
+        if tag is None:
+            raise ValueError(
+                f"{arch} has no published weights, so weights='DEFAULT' means nothing; pass "
+                f"weights=None (random init) or the path of a checkpoint"
+            )
         for key in (f"{arch}.{tag}", tag):
             if key in PRETRAINED and PRETRAINED[key].arch == arch:
                 return key
@@ -281,6 +286,8 @@ _ARGUMENTS = {
 
 
 def _weights_argument(spec: ArchSpec) -> str:
+    if not spec.weights and not spec.timm:
+        return "`None` (random init; no weights are published for it) or a checkpoint path."
     tags = ", ".join(
         f'`"{file.tag}"` (= `"DEFAULT"`, resize {file.resize_size})'
         if file.tag == spec.default
