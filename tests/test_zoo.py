@@ -87,7 +87,7 @@ def test_generated_factories_refuse_what_a_def_would(no_shape_checks: None) -> N
 
 
 def test_the_factories_signatures_are_torchvisions() -> None:
-    for arch in ZOO:
+    for arch in (name for name in ZOO if hasattr(torchvision.models, name)):
         ours = inspect.signature(getattr(models, arch)).parameters
         theirs = inspect.signature(getattr(torchvision.models, arch)).parameters
         assert list(ours)[:2] == list(theirs)[:2] == ["weights", "progress"]

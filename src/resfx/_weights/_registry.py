@@ -151,5 +151,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
 }
 """Named pretrained weights, `"<arch>.<tag>"`: every torchvision ImageNet entry and timm's copies."""
 
-TORCHVISION_WEIGHTS: dict[str, str] = {name: spec.torchvision_enum for name, spec in ZOO.items()}
-"""Each architecture's weights enum in `torchvision.models`."""
+TORCHVISION_WEIGHTS: dict[str, str] = {
+    name: spec.torchvision_enum for name, spec in ZOO.items() if spec.torchvision_enum is not None
+}
+"""Each architecture's weights enum in `torchvision.models` (those torchvision publishes)."""
