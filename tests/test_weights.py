@@ -101,6 +101,8 @@ def test_download_is_hash_checked_and_lands_in_the_cache(
     )
     model = resfx.resnet34(weights="IMAGENET1K_V1", progress=False)
     assert spec.cache_path.is_file()
+    # checked while downloading: remembered, not hashed again at the next use
+    assert spec.cache_path.with_name(spec.file_name + ".resfx-verified").is_file()
     torch.testing.assert_close(model.fc.weight, state["fc.weight"])
 
 

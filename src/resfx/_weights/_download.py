@@ -68,34 +68,37 @@ def _check_cached(spec: PretrainedWeights, path: Path) -> None:
     """Hash-check a cached file once: again only when its size or mtime change."""
     if spec.hash_prefix is None:
         return
-    stat = path.stat()
-    seen = (str(path), stat.st_size, stat.st_mtime_ns)
-    sidecar = path.with_name(path.name + _VERIFIED_SUFFIX)
-    if seen in _verified_here:
+    stat = path.stat()  # before hashing: a change while hashing shows at the next use
+    if (str(path), stat.st_size, stat.st_mtime_ns) in _verified_here:
         return
     try:
-        recorded = json.loads(sidecar.read_text())
+        recorded = json.loads(_sidecar(path).read_text())
     except (OSError, ValueError):
         recorded = None
-    if recorded == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "hash": spec.hash_prefix}:
-        _verified_here.add(seen)
-        return
-    actual = sha256_of(path)
-    if not actual.startswith(spec.hash_prefix):
-        raise ChecksumError(
-            f"the cached {path} has SHA-256 {actual[:8]}..., not the {spec.hash_prefix}... its "
-            f"name promises, so it is not {spec.name}'s published file (damaged, or saved there "
-            f"by hand); delete it (rm {path}) and resfx downloads it again from {spec.url}"
-        )
-    _remember_verified(spec, path)
+    if recorded != _record(spec, stat):
+        actual = sha256_of(path)
+        if not actual.startswith(spec.hash_prefix):
+            raise ChecksumError(
+                f"the cached {path} has SHA-256 {actual[:8]}..., not the {spec.hash_prefix}... "
+                f"its name promises, so it is not {spec.name}'s published file (damaged, or "
+                f"saved there by hand); delete it (rm {path}) and resfx downloads it again "
+                f"from {spec.url}"
+            )
+    _remember_verified(spec, path, stat)
 
 
-def _remember_verified(spec: PretrainedWeights, path: Path) -> None:
-    stat = path.stat()
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + _VERIFIED_SUFFIX)
+
+
+def _record(spec: PretrainedWeights, stat: os.stat_result) -> dict[str, object]:
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "hash": spec.hash_prefix}
+
+
+def _remember_verified(spec: PretrainedWeights, path: Path, stat: os.stat_result) -> None:
     _verified_here.add((str(path), stat.st_size, stat.st_mtime_ns))
-    record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "hash": spec.hash_prefix}
     with contextlib.suppress(OSError):  # a read-only cache: remembered in this process only
-        path.with_name(path.name + _VERIFIED_SUFFIX).write_text(json.dumps(record))
+        _sidecar(path).write_text(json.dumps(_record(spec, stat)))
 
 
 def fetch_pretrained(name: str, *, progress: bool = True) -> Path:
@@ -151,5 +154,5 @@ def fetch_pretrained(name: str, *, progress: bool = True) -> Path:
             ) from error
         raise
     if spec.hash_prefix is not None:  # torch.hub checked it while downloading
-        _remember_verified(spec, target)
+        _remember_verified(spec, target, target.stat())
     return target
