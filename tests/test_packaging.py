@@ -244,6 +244,9 @@ def test_type_checker_sees_the_installed_signatures(installed: Installed) -> Non
         _qualified_name(resfx.ParameterSummary),
     ], finished.stdout + finished.stderr
     assert len(errors) == 1, finished.stdout
-    assert errors[0].startswith('user_script.py:8: error: Argument "num_classes" to "resnet34"')
+    # the zoo's factories are typed by the Protocol of their signature
+    assert errors[0].startswith(
+        'user_script.py:8: error: Argument "num_classes" to "__call__" of "BasicFactory"'
+    )
     assert '"str"; expected "int"' in errors[0]
     assert finished.returncode == 1
