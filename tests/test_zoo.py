@@ -10,6 +10,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+import torch
 import torchvision
 
 from resfx import models, weights
@@ -82,7 +83,8 @@ def test_generated_factories_refuse_what_a_def_would(no_shape_checks: None) -> N
         models.resnet18(groups=2)
     with pytest.raises(TypeError, match="unexpected keyword argument 'groups'"):
         models.wide_resnet50_2(groups=2)
-    model = models.resnet50(width_per_group=128, num_classes=3)
+    with torch.device("meta"):
+        model = models.resnet50(width_per_group=128, num_classes=3)
     assert model.config.width_per_group == 128 and model.fc.out_features == 3
 
 
