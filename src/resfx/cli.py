@@ -664,19 +664,19 @@ def _register_summary(subcommands: Any) -> None:
 
 
 def _run_probe(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .probe import ProbeArgs, format_probe_table, run_probe
+    from .probe import PROBE_OUTPUTS, ProbeArgs, format_probe_table, probe_title, run_probe
 
     values = {field.name: getattr(namespace, field.name) for field in fields(ProbeArgs)}
     try:
         args = ProbeArgs(**values)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         parser.error(str(error))
     rows = run_probe(args)
-    dataset = rows[0].dataset if rows else args.data
-    print(f"resfx probe: linear probe per stage on {dataset} ({args.weights or 'random'} weights)")
+    print(f"resfx {probe_title(rows)}; L2 grid {', '.join(f'{s:g}' for s in args.settings.grid)}")
     print(format_probe_table(rows))
     if args.output_dir is not None:
-        print(f"wrote: {args.output_dir}/probe.json, {args.output_dir}/probe.png")
+        out = Path(args.output_dir).resolve()
+        print("wrote: " + ", ".join(str(out / name) for name in PROBE_OUTPUTS))
     return 0
 
 
@@ -688,8 +688,10 @@ def _register_probe(subcommands: Any) -> None:
         help="which stage transfers best: a linear probe on each stage's frozen features",
         description=(
             "For each architecture, one frozen pass computes every chosen stage's pooled "
-            "features (cached per stage); a linear head is trained on each and tested. Prints "
-            "a table, writes probe.json and probe.png into --output-dir."
+            "features (cached per stage); each stage gets a validation-tuned L2 logistic "
+            "regression (the whole grid in one solve, refit at the best strength) and a "
+            "weighted kNN probe, over --seeds seeds. Prints a table, writes probe.json and "
+            "probe.png into --output-dir (refusing an earlier probe's without --overwrite)."
         ),
     )
     add_dataclass_flags(parser, ProbeArgs)

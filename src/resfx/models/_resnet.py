@@ -416,7 +416,8 @@ class ResNet(tnn.Module):
     """A ResNet of basic or bottleneck blocks with torchvision's module names.
 
     `stem` is `conv1, bn1, relu, maxpool`; `layer1..layer4` are the block groups;
-    `avgpool` pools to one vector per image; `fc` is the classifier (the head).
+    `avgpool` pools each map to `(b, c, 1, 1)` and a `torch.flatten` makes it one
+    vector per image, as in torchvision; `fc` is the classifier (the head).
     The stage names are data on the model: `stage_names` (what `freeze_to`
     walks) and `feature_stages` (what `forward_stages` returns).
 
@@ -473,7 +474,8 @@ class ResNet(tnn.Module):
             )
             self.add_module(f"layer{index + 1}", group)
             in_channels = planes * block.expansion
-        self.avgpool = nn.GlobalAvgPool2d()
+        # AdaptiveAvgPool2d(1) then torch.flatten, as torchvision: fx graphs get its node names
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(config.feature_dim, config.num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -544,7 +546,7 @@ class ResNet(tnn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.feature_stages[: last + 1]:
             if name == "pooled":
-                x = self.avgpool(x)
+                x = torch.flatten(self.avgpool(x), 1)
             elif name != "stem":
                 x = getattr(self, name)(x)
             if name in wanted:
@@ -561,7 +563,7 @@ class ResNet(tnn.Module):
         """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x)
+        return torch.flatten(self.avgpool(x), 1)
 
     def forward(self, x: Images) -> Logits:
         """Class logits for a batch of normalised images.
