@@ -18,10 +18,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "_typing",
         "_pair",
+        "_zoo",
+        "_schedule",
         "_resnet_layout",
         "_precision",
         "_atomic",
         "_lock",
+        "_device_sync",
         "_sync",
         "_distributed",
         "_version",

@@ -29,9 +29,6 @@ Images = Float[Tensor, "b 3 h w"]
 ImagesUInt8 = UInt8[Tensor, "b 3 h w"]
 """A batch of raw 8-bit RGB images, channels first."""
 
-FeatureMap = Float[Tensor, "b c h w"]
-"""Activations of a convolutional stage."""
-
 Features = Float[Tensor, "b d"]
 """Pooled features of a backbone (one vector per image)."""
 
@@ -51,7 +48,6 @@ type counts as an int (`numpy.int64(3)`, as torch takes it), but not `bool`."""
 
 __all__ = [
     "AnyTensor",
-    "FeatureMap",
     "Features",
     "Images",
     "ImagesUInt8",

@@ -405,7 +405,7 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _given_or(value: Any, default: Any) -> Any:
+def _default_if_none(value: Any, default: Any) -> Any:
     """`value` unless the flag was not given (`None`); 0 is a value, not a missing one."""
     return default if value is None else value
 
@@ -421,18 +421,18 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     on_gpu = torch.device(device).type == "cuda"
     config = BenchConfig(
         device=device,
-        batch_size=_given_or(namespace.batch_size, 64 if on_gpu else 8),
-        image_size=_given_or(namespace.image_size, 224 if on_gpu else (32 if quick else 64)),
+        batch_size=_default_if_none(namespace.batch_size, 64 if on_gpu else 8),
+        image_size=_default_if_none(namespace.image_size, 224 if on_gpu else (32 if quick else 64)),
         precisions=tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",))),
         modes=tuple(
             namespace.mode or (STEP_MODES + (COMPILED_MODES if namespace.compile != "off" else ()))
         ),
         compile=namespace.compile,
         sweep=not namespace.no_sweep,
-        warmup=_given_or(namespace.warmup, 1 if quick else 3),
+        warmup=_default_if_none(namespace.warmup, 1 if quick else 3),
         # --quick on a busy CPU: a step median per round shrugs off one stalled step
-        repeats=_given_or(namespace.repeats, 9 if quick else 10),
-        steps_per_round=_given_or(
+        repeats=_default_if_none(namespace.repeats, 9 if quick else 10),
+        steps_per_round=_default_if_none(
             namespace.steps_per_round, 3 if quick and namespace.repeats is None else 1
         ),
     )
@@ -441,11 +441,11 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     job_args = TrainingArgs(
         data=namespace.job_data,
         weights=namespace.weights,
-        trainset_size=_given_or(namespace.job_trainset_size, 512 if quick else 10_000),
-        testset_size=_given_or(namespace.job_testset_size, 256 if quick else 1_000),
-        epochs=_given_or(namespace.job_epochs, 1 if quick else 5),
-        batch_size=_given_or(namespace.batch_size, 64),
-        image_size=_given_or(namespace.image_size, 64 if quick else 224),
+        trainset_size=_default_if_none(namespace.job_trainset_size, 512 if quick else 10_000),
+        testset_size=_default_if_none(namespace.job_testset_size, 256 if quick else 1_000),
+        epochs=_default_if_none(namespace.job_epochs, 1 if quick else 5),
+        batch_size=_default_if_none(namespace.batch_size, 64),
+        image_size=_default_if_none(namespace.image_size, 64 if quick else 224),
         device=device,
         num_workers=namespace.num_workers,
     )

@@ -24,7 +24,7 @@ from ..nn._switch import _tracing
 STAGES: tuple[str, ...] = tuple(RESNET_STAGES)
 """Names of a ResNet's stages, input to output; `freeze_to` takes them."""
 
-FEATURE_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+FEATURE_STAGES: tuple[str, ...] = (*STAGES[:-1], "pooled")
 """Outputs `ResNet.forward_stages` can return: each stage's feature map, then the pooled vector."""
 
 BlockKind = Literal["basic", "bottleneck"]
@@ -439,6 +439,11 @@ class ResNet(tnn.Module):
     stage_names: ClassVar[tuple[str, ...]] = STAGES
     """The stages `stage` and `resfx.freeze_to` take, input to output."""
     feature_stages: ClassVar[tuple[str, ...]] = FEATURE_STAGES
+    # the block groups, added by name in `__init__`; declared for type checkers
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, config: ResNetConfig = ResNetConfig()) -> None:
         super().__init__()
@@ -478,7 +483,8 @@ class ResNet(tnn.Module):
         if config.zero_init_residual:
             for module in self.modules():
                 if isinstance(module, (BasicBlock, Bottleneck)):
-                    tnn.init.zeros_(module.last_bn.weight)
+                    # resfx.nn.BatchNorm2d registers its affine parameters, declares none
+                    tnn.init.zeros_(module.last_bn.weight)  # type: ignore[arg-type]
         self.register_forward_pre_hook(_check_images)
 
     def stage(self, name: str) -> list[tnn.Module]:
