@@ -145,6 +145,10 @@ class TrainingArgs:
             history and plot; nothing else). Without `resume` or `overwrite` a folder
             holding a run is refused.
         feature_cache_dir: keep `"cached"` mode's features on disk here, across runs.
+        features: a feature store folder from `resfx extract` (with `train` and `test`
+            splits and the `pooled` stage): `"cached"` mode trains the head on its
+            features, read a batch at a time, and decodes no image; `data`, the sizes
+            and `subset` are then not used.
         progress: show progress bars; `None` shows them when stderr is a terminal.
 
     Raises:
@@ -239,6 +243,13 @@ class TrainingArgs:
     )
     feature_cache_dir: str | None = field(
         default=None, metadata=_help("keep cached mode's features on disk here")
+    )
+    features: str | None = field(
+        default=None,
+        metadata=_help(
+            "a feature store from `resfx extract`: mode cached trains the head on its pooled "
+            "features, reading no image (DATA and the sizes are then not used)"
+        ),
     )
     progress: bool | None = field(
         default=None, metadata=_help("progress bars (default: when stderr is a terminal)")
@@ -373,7 +384,7 @@ def _check_bounds(args: "TrainingArgs") -> None:
 
 
 def _check_paths(args: "TrainingArgs") -> None:
-    for name in ("output_dir", "feature_cache_dir", "weights"):
+    for name in ("output_dir", "feature_cache_dir", "features", "weights"):
         if getattr(args, name) == "":
             raise ValueError(f"{name} is empty; pass a path, or None (none on the command line)")
     if args.resume and args.overwrite:
@@ -435,6 +446,14 @@ def _check_rates(args: "TrainingArgs") -> None:
             )
 
 
+def _check_no_store(args: "TrainingArgs") -> None:
+    if args.features is not None:
+        raise ValueError(
+            f"features (a feature store, {args.features!r}) is read by mode='cached' only "
+            f"(got mode={args.mode!r}); pass mode='cached'"
+        )
+
+
 def _check_not_partial(args: "TrainingArgs") -> None:
     if args.freeze_to is not None or args.stages is not None:
         raise ValueError(
@@ -455,6 +474,7 @@ def _check_compile(args: "TrainingArgs") -> None:
 def _check_head(args: "TrainingArgs") -> None:
     """`"head"` mode: no stages to train; compiling needs the folded (eval-BatchNorm) backbone."""
     _check_not_partial(args)
+    _check_no_store(args)
     _check_compile(args)
 
 
@@ -465,6 +485,11 @@ def _check_cached(args: "TrainingArgs") -> None:
         raise ValueError(
             f"mode='cached' needs bn='eval' (with bn={args.bn!r} a frozen feature depends on "
             f"the other images in its batch, so it cannot be cached); use mode='head'"
+        )
+    if args.features is not None and args.feature_cache_dir is not None:
+        raise ValueError(
+            f"features reads the store {args.features!r} and feature_cache_dir caches computed "
+            f"features ({args.feature_cache_dir!r}); pass one of the two"
         )
     _check_compile(args)
 
@@ -479,12 +504,14 @@ def _check_partial(args: "TrainingArgs") -> None:
     frozen_stages = tuple(RESNET_STAGES)[:-1]
     if args.freeze_to is not None and args.freeze_to not in frozen_stages:
         raise ValueError(f"unknown freeze_to {args.freeze_to!r}; expected one of {frozen_stages}")
+    _check_no_store(args)
     _check_compile(args)
 
 
 def _check_full(args: "TrainingArgs") -> None:
     """`"full"` mode: everything trains from the start, eagerly."""
     _check_not_partial(args)
+    _check_no_store(args)
     _check_compile(args)
 
 

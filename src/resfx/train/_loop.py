@@ -47,6 +47,7 @@ from ._head import HeadJob
 from ._job import Job, JobSetup, SetupClock
 from ._results import TrainHistory, TrainResult
 from ._rundir import OutputDirectoryError, check_checkpoint_space, claim_output_dir
+from ._store_input import check_store_backbone, store_inputs
 
 HISTORY_NAME = "history.json"
 """File name of the history JSON inside `TrainingArgs.output_dir`."""
@@ -389,6 +390,7 @@ def _start(
     output: Path | None,
     data: tuple[ImageSplit | StreamedSplit, ImageSplit | StreamedSplit] | None,
     features: tuple[FeatureSource, FeatureSource] | None,
+    store_fingerprint: str | None = None,
 ) -> TrainingLoop:
     """Set a run up, each phase timed: data, model, the mode's job, resume, the mode's last work."""
     clock = SetupClock()
@@ -401,6 +403,8 @@ def _start(
     train_split, test_split = (split.to(device) for split in data)
     clock.mark("data to device", device)
     model = build_model(args)
+    if store_fingerprint is not None and args.features is not None:
+        check_store_backbone(model, store_fingerprint, args.features)
     clock.mark("model")
     checkpoint_path = None if output is None else output / CHECKPOINT_NAME
     frozen = "" if checkpoint_path is None else frozen_fingerprint(model)
@@ -490,10 +494,19 @@ def train(
         raise ValueError(
             f"features are read by mode='cached' only (got mode={args.mode!r}); pass mode='cached'"
         )
+    store_fingerprint = None
+    if args.features is not None:
+        if data is not None or features is not None:
+            raise ValueError(
+                f"args.features reads the feature store {args.features!r}; pass no data or "
+                f"features arguments with it"
+            )
+        data, features, store_fingerprint = store_inputs(args.features, args.arch)
     context = init_distributed(args.device)
     try:
         with _claimed_output(args, context) as output:
-            return _start(args, context, output, data, features).run(output)
+            loop = _start(args, context, output, data, features, store_fingerprint)
+            return loop.run(output)
     finally:
         context.close()
 
