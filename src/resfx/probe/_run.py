@@ -23,7 +23,7 @@ from ..data import (
     SubsetKind,
     load_data,
 )
-from ..features import FeatureCache, TensorFeatures
+from ..features import FeatureCache, FeatureStore, TensorFeatures
 from ..models import FEATURE_STAGES, ResNet, create_model, list_models
 from ._chart import plot_probe
 from ._protocol import (
@@ -198,6 +198,10 @@ class ProbeArgs:
         overwrite: replace an earlier run's `probe.json`/`probe.png` in `output_dir`;
             without it such a folder is refused.
         feature_cache_dir: keep features on disk here, across runs.
+        features: a feature store from `resfx extract` (with `train` and `test` splits):
+            probe its stages (those of `stages` it holds) without reading any image;
+            `data`, `archs`, `weights` and the sizes are then not used (the store
+            names its architecture and weights).
 
     Raises:
         ValueError: an unknown architecture, stage, device, subset or policy; no
@@ -260,6 +264,10 @@ class ProbeArgs:
     feature_cache_dir: str | None = field(
         default=None, metadata=_help("keep features on disk here")
     )
+    features: str | None = field(
+        default=None,
+        metadata=_help("a feature store from `resfx extract`: probe it, reading no image"),
+    )
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -295,7 +303,7 @@ class ProbeArgs:
                 )
         if not _DEVICE.match(self.device):
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu, cuda or cuda:N")
-        for name in ("output_dir", "feature_cache_dir", "weights", "data", "data_root"):
+        for name in ("output_dir", "feature_cache_dir", "features", "weights", "data", "data_root"):
             if getattr(self, name) == "":
                 raise ValueError(
                     f"{name} is empty; pass a path or name, or none (where allowed) on the "
@@ -470,6 +478,8 @@ def run_probe(args: ProbeArgs) -> list[ProbeRow]:
         ('resnet18', 'stem', 64, 1)
     """
     out = _prepare_output(args)
+    if args.features is not None:
+        return _probe_store(args, out)
     device = resolve_device(args.device, DistributedContext(0, 1, 0))
     models = {}
     for arch in args.arch_list:
@@ -526,4 +536,52 @@ def run_probe(args: ProbeArgs) -> list[ProbeRow]:
         ]
         if out is not None:
             _write_report(args, out, rows, done=arch == args.arch_list[-1])
+    return rows
+
+
+def _store_stages(store: FeatureStore, args: ProbeArgs) -> list[str]:
+    missing = [split for split in ("train", "test") if split not in store.splits]
+    stages = [stage for stage in args.stage_list if stage in store.stages]
+    if missing or not stages:
+        raise ValueError(
+            f"the feature store {args.features} holds splits {list(store.splits)} and stages "
+            f"{list(store.stages)}; a probe needs 'train' and 'test' and one of {args.stage_list}"
+            f": extract with --stages {','.join(args.stage_list)} from a folder with train/ and "
+            f"test/"
+        )
+    return stages
+
+
+def _probe_store(args: ProbeArgs, out: Path | None) -> list[ProbeRow]:
+    """Both probes on each stage a feature store holds, over seeds; no image is read."""
+    store = FeatureStore.open(str(args.features))
+    stages = _store_stages(store, args)
+    labels = (store.labels("train"), store.labels("test"))
+    classes = len(store.classes) or int(max(int(y.max()) for y in labels)) + 1
+    per_seed = [
+        probe_stage_sources(
+            {stage: store.source("train", stage) for stage in stages},
+            {stage: store.source("test", stage) for stage in stages},
+            args.settings,
+            n_classes=classes,
+            seed=seed,
+        )
+        for seed in range(args.seed, args.seed + args.seeds)
+    ]
+    rows = [
+        ProbeRow(
+            str(store.manifest["arch"]),
+            f"store:{args.features}",
+            store.manifest["weights"],
+            stage,
+            store.widths[stage],
+            classes,
+            tuple(results[stage].linear for results in per_seed),
+            tuple(results[stage].knn for results in per_seed),
+            0.0,
+        )
+        for stage in stages
+    ]
+    if out is not None:
+        _write_report(args, out, rows, done=True)
     return rows

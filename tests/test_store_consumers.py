@@ -1,4 +1,4 @@
-"""`resfx train --features STORE`: the cached mode reads a feature store and decodes no image."""
+"""`--features STORE`: the cached training mode and the probes read a feature store, no image."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,8 +8,9 @@ import torch
 
 import resfx.data._files
 from resfx import cli
-from resfx.features import extract
+from resfx.features import FeatureStore, TensorFeatures, extract
 from resfx.models import resnet18
+from resfx.probe import ProbeArgs, probe_stage_sources, run_probe
 from resfx.train import TrainingArgs, train
 from test_store import write_folder
 
@@ -79,3 +80,28 @@ def test_a_store_is_refused_for_another_backbone_arch_or_mode(
         _args(features=str(store), feature_cache_dir=str(tmp_path))
     code = cli.main(["train", "--features", str(tmp_path / "none"), "--mode", "cached"])
     assert code != 0
+
+
+def test_a_probe_reads_the_store_stages_it_holds_and_equals_a_probe_of_its_rows(
+    made: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_path = made[2]
+    monkeypatch.setattr(resfx.data._files, "decode_image_file", None)
+    args = ProbeArgs(
+        features=str(store_path), stages="layer1,layer4", seeds=2, knn_k=3,
+        output_dir=str(tmp_path / "probe"),
+    )  # fmt: skip
+    rows = run_probe(args)
+    assert [(row.arch, row.stage, row.dim, len(row.linear)) for row in rows] == [
+        ("resnet18", "layer1", 64, 2)
+    ]
+    store = FeatureStore.open(store_path)
+    in_memory = {
+        split: {"layer1": TensorFeatures(store.load(split, "layer1"), store.labels(split))}
+        for split in ("train", "test")
+    }
+    again = probe_stage_sources(in_memory["train"], in_memory["test"], args.settings, seed=1)
+    assert rows[0].linear[1].test_accuracy == again["layer1"].linear.test_accuracy
+    assert (tmp_path / "probe" / "probe.json").is_file()
+    with pytest.raises(ValueError, match="a probe needs 'train' and 'test' and one of"):
+        run_probe(ProbeArgs(features=str(store_path), stages="stem", output_dir=None))
