@@ -38,11 +38,13 @@ from ._folder import FolderLayoutError as FolderLayoutError
 from ._folder import load_folder_split as load_folder_split
 from ._folder import read_image_file as read_image_file
 from ._folder import scan_image_folder as scan_image_folder
+from ._load import check_data_source as check_data_source
 from ._load import load_data as load_data
 from ._loader import DecodedBatch as DecodedBatch
 from ._loader import decoded_batches as decoded_batches
 from ._subset import SubsetKind as SubsetKind
 from ._subset import choose_subset as choose_subset
+from ._subset import resolve_subset as resolve_subset
 from ._synthetic import SyntheticCIFAR10 as SyntheticCIFAR10
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "StreamedSplit",
     "SubsetKind",
     "SyntheticCIFAR10",
+    "check_data_source",
     "check_subset_size",
     "choose_subset",
     "decoded_batches",
@@ -80,6 +83,7 @@ __all__ = [
     "preprocess",
     "read_image_file",
     "resize_to_square",
+    "resolve_subset",
     "scan_image_folder",
     "seed_transform",
     "to_uint8_image",

@@ -4,7 +4,6 @@ import math
 import re
 import types
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .._freeze import BNPolicy, OptimizerName, Schedule
@@ -18,6 +17,8 @@ from ..data import (
     BadImagePolicy,
     DatasetName,
     SubsetKind,
+    check_data_source,
+    resolve_subset,
 )
 from ..models import list_models
 
@@ -107,7 +108,8 @@ class TrainingArgs:
             folders split by `test_fraction`).
         arch: the backbone, a name of `resfx.models.list_models()`.
         subset: which examples `trainset_size`/`testset_size` take: `"first"`
-            (the seed's), `"random"` or `"stratified"` (seeded by `seed`).
+            (the seed's), `"random"` or `"stratified"` (seeded by `seed`); `"auto"` is
+            resolved here: `"first"` for cifar10/synthetic, `"stratified"` for a folder.
         test_fraction: an image folder without train/test folders: each class's share
             for testing.
         store_size: an image folder: side the images are decoded and stored at;
@@ -240,7 +242,7 @@ class TrainingArgs:
     )
     arch: str = field(default="resnet34", metadata=_help("the backbone architecture"))
     subset: SubsetKind = field(
-        default="first", metadata=_help("first N examples (the seed's), random, or stratified")
+        default="auto", metadata=_help("auto: first on cifar10/synthetic, stratified on a folder")
     )
     test_fraction: float = field(
         default=0.2, metadata=_help("one image folder: each class's share for testing")
@@ -280,11 +282,7 @@ class TrainingArgs:
                 "resume and overwrite exclude each other: resume continues the run in "
                 "output_dir, overwrite replaces it; pass one"
             )
-        if self.data not in DATASETS and not Path(self.data).is_dir():
-            raise ValueError(
-                f"unknown data {self.data!r}: expected one of {DATASETS} or the path of an image "
-                f"folder (train/ and test/ class folders, or one folder of class folders)"
-            )
+        check_data_source(self.data)
         if self.arch not in list_models():
             raise ValueError(f"unknown arch {self.arch!r}; expected one of {list_models()}")
         if not 0 < self.test_fraction < 1:
@@ -303,6 +301,9 @@ class TrainingArgs:
                 raise ValueError(
                     f"unknown {name} {getattr(self, name)!r}; expected one of {get_args(allowed)}"
                 )
+        object.__setattr__(
+            self, "subset", resolve_subset(self.subset, shuffled=self.data in DATASETS)
+        )
         for split, size in (("train", self.trainset_size), ("test", self.testset_size)):
             available = CIFAR10_SIZES[split] if self.data in DATASETS else size
             if not 1 <= size <= available:

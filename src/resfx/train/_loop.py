@@ -42,6 +42,7 @@ from ._checkpoint import (
     Checkpoint,
     CheckpointError,
     capture_rng,
+    check_checkpoint_space,
     check_resumable,
     frozen_fingerprint,
     history_from,
@@ -49,10 +50,11 @@ from ._checkpoint import (
     restore_rng,
     restore_state,
     save_checkpoint,
+    seed_rng,
     trainable_state,
 )
 from ._results import TrainHistory, TrainResult
-from ._rundir import OutputDirectoryError, check_checkpoint_space, claim_output_dir
+from ._rundir import OutputDirectoryError, claim_output_dir
 
 HISTORY_NAME = "history.json"
 """File name of the history JSON inside `TrainingArgs.output_dir`."""
@@ -76,7 +78,7 @@ class NonFiniteLossError(FloatingPointError):
 def build_model(args: TrainingArgs) -> ResNet:
     """The model `train(args)` starts from, seeded: `args.arch`, new head, backbone frozen or not.
 
-    Seeds torch with `args.seed` first, so the head's (and a random
+    Seeds every generator with `args.seed` first (`seed_rng`), so the head's (and a random
     backbone's) initialisation is the same in every process and every run.
 
     Args:
@@ -91,7 +93,7 @@ def build_model(args: TrainingArgs) -> ResNet:
         >>> all(p.requires_grad for p in model.parameters())
         True
     """
-    torch.manual_seed(args.seed)
+    seed_rng(args.seed)
     model = get_resnet_for_feature_extraction(
         num_classes=args.n_classes or 10, weights=args.weights, arch=args.arch, bn=args.bn
     )
@@ -320,7 +322,7 @@ class _Run:
             constant_lr=args.schedule == "constant" and args.warmup_epochs == 0,
         )
         if self.output is not None and context.is_main:
-            check_checkpoint_space(self.output, self.model)
+            check_checkpoint_space(self.output, self.model, self.optimizer)
         summary = parameter_summary(self.model)
         self.history = TrainHistory(
             mode=args.mode,
@@ -354,7 +356,8 @@ class _Run:
         return math.ceil(share / self.args.batch_size)
 
     def _resume(self) -> None:
-        if not (self.args.resume and self.checkpoint_path and self.checkpoint_path.is_file()):
+        path = self.checkpoint_path  # a link that leads nowhere is a damaged checkpoint
+        if not (self.args.resume and path and (path.is_symlink() or path.exists())):
             return
         checkpoint = load_checkpoint(self.checkpoint_path)
         check_resumable(checkpoint, self.args, self.model, world_size=self.context.world_size)
