@@ -22,16 +22,16 @@ def check_data_source(data: str | Path) -> None:
         >>> check_data_source("/no/such/images")
         Traceback (most recent call last):
         ...
-        ValueError: data '/no/such/images' is not one of ('cifar10', 'synthetic') and /no/such/images does not exist; pass one of them or the path of an image folder (train/ and test/ class folders, or one folder of class folders)
+        ValueError: unknown data '/no/such/images': not one of ('cifar10', 'synthetic'), and /no/such/images does not exist; pass one of them or the path of an image folder (train/ and test/ class folders, or one folder of class folders)
     """
     if str(data) in DATASETS:
         return
     problem = not_a_folder(data)
     if problem:
         raise ValueError(
-            f"data {str(data)!r} is not one of {DATASETS} and {problem}; pass one of them or "
-            f"the path of an image folder (train/ and test/ class folders, or one folder of "
-            f"class folders)"
+            f"unknown data {str(data)!r}: not one of {DATASETS}, and {problem}; pass one of "
+            f"them or the path of an image folder (train/ and test/ class folders, or one "
+            f"folder of class folders)"
         )
 
 
