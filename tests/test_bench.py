@@ -7,7 +7,7 @@ import torch
 
 import resfx._frozen_step as frozen_step
 import resfx.bench._suite as suite
-import resfx.train._loop as loop
+import resfx.train._head as head_mode
 from resfx.bench import (
     COMPILED_MODES,
     STEP_MODES,
@@ -149,7 +149,7 @@ def test_bad_configurations_are_refused() -> None:
 
 def test_the_benchmarks_frozen_step_is_the_one_train_runs(monkeypatch) -> None:
     for name in ("fold_frozen_backbone", "FrozenForward", "HeadStep"):
-        assert getattr(suite, name) is getattr(loop, name) is getattr(frozen_step, name), name
+        assert getattr(suite, name) is getattr(head_mode, name) is getattr(frozen_step, name), name
     calls: list[tuple[object, ...]] = []
     forward, step = frozen_step.FrozenForward.__call__, frozen_step.HeadStep.__call__
 

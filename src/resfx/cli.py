@@ -15,8 +15,12 @@ import contextlib
 import dataclasses
 import errno
 import io
+import logging
 import os
+import shlex
+import signal
 import sys
+import threading
 import traceback
 import types
 import warnings
@@ -38,7 +42,9 @@ from .train import (
     Precision,
     TrainHistory,
     TrainingArgs,
+    checkpoint_progress,
     format_setup_phases,
+    load_checkpoint,
     prepare_output_dir,
     resolve_device,
     train,
@@ -52,6 +58,7 @@ __all__ = [
     "format_summary",
     "main",
     "ordinary_error_message",
+    "resume_command",
 ]
 
 _CLI_DEFAULTS: dict[str, Any] = {"output_dir": "runs/train"}
@@ -86,6 +93,11 @@ _TORCH_MESSAGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("no CUDA GPUs are available", "Found no NVIDIA driver"),
         "CUDA is not usable on this machine ({}); use --device cpu",
+    ),
+    (
+        ("cannot be converted to type float without overflow",),
+        "a setting overflowed float32 in the optimizer ({}); lower --learning-rate or "
+        "--weight-decay",
     ),
 )
 """torch's RuntimeErrors with an ordinary cause: substrings of its message, and what to say."""
@@ -265,15 +277,105 @@ def _run_train(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -
         args = TrainingArgs(**values)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
-    result = train(args)
-    # train() has left the process group by now; torchrun's RANK says who reports.
-    if os.environ.get("RANK", "0") == "0":
+    # train() has left the process group by the end; torchrun's RANK says who reports.
+    reports = os.environ.get("RANK", "0") == "0"
+    with _train_log(reports), _terminate_as_interrupt():
+        try:
+            result = train(args)
+        except KeyboardInterrupt as interrupt:
+            hint = _resume_hint(args) if reports else None
+            if hint is None:
+                raise
+            raise KeyboardInterrupt(hint) from interrupt
+    if reports:
         written = []
         if args.output_dir is not None:
             folder = Path(args.output_dir).resolve()
             written = [str(folder / name) for name in (HISTORY_NAME, PLOT_NAME, CHECKPOINT_NAME)]
         print(format_summary(result.history, written))
     return 0
+
+
+@contextlib.contextmanager
+def _train_log(reports: bool) -> Iterator[None]:
+    """What the run logs (that it resumed, and from where) printed as `resfx train: ...`."""
+    logger = logging.getLogger("resfx.train")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("resfx train: %(message)s"))
+    level = logger.level
+    if reports:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, `kill`) interrupts the run as Ctrl-C does, so it says how
+    to resume; the checkpoints are written atomically, so either way none is left half done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_hint(args: TrainingArgs) -> str | None:
+    """How to continue an interrupted run from its checkpoint; `None` when it left none."""
+    if args.output_dir is None:
+        return None
+    path = Path(args.output_dir).resolve() / CHECKPOINT_NAME
+    try:
+        checkpoint = load_checkpoint(path)
+    except (OSError, ValueError):
+        return None
+    return (
+        f"{path} holds the run at {checkpoint_progress(checkpoint)}; continue it with: "
+        f"{resume_command(args)}"
+    )
+
+
+def resume_command(args: TrainingArgs) -> str:
+    """The command line that resumes the run of `args` (under torchrun when this is one).
+
+    Every setting that differs from the command line's default is spelled out, with
+    `--resume` instead of `--overwrite`.
+
+    Args:
+        args: the interrupted run's settings.
+
+    Returns:
+        The command, quoted for a POSIX shell.
+
+    Example:
+        >>> resume_command(TrainingArgs(epochs=3, weights=None, output_dir="runs/a b"))
+        "resfx train --epochs 3 --weights none --output-dir 'runs/a b' --resume"
+    """
+    resumed = dataclasses.replace(args, resume=True, overwrite=False)
+    words = []
+    for field in fields(TrainingArgs):
+        value = getattr(resumed, field.name)
+        if value == _CLI_DEFAULTS.get(field.name, field.default):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = ["torchrun", f"--nproc-per-node={processes}", "-m"] if processes > 1 else []
+    return shlex.join([*launcher, "resfx", "train", *words])
 
 
 def _register_train(subcommands: Any) -> None:
@@ -679,10 +781,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             return namespace.handler(namespace)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             if debug:
                 raise
-            print(f"{command}: interrupted", file=sys.stderr)
+            detail = f"; {interrupt}" if str(interrupt) else ""
+            print(f"{command}: interrupted{detail}", file=sys.stderr)
             return 130
         except Exception as error:
             message = ordinary_error_message(error)

@@ -29,6 +29,7 @@ from ._loop import HISTORY_NAME as HISTORY_NAME
 from ._loop import PLOT_NAME as PLOT_NAME
 from ._loop import NonFiniteLossError as NonFiniteLossError
 from ._loop import build_model as build_model
+from ._loop import checkpoint_progress as checkpoint_progress
 from ._loop import train as train
 from ._results import TrainHistory as TrainHistory
 from ._results import TrainResult as TrainResult
@@ -56,6 +57,7 @@ __all__ = [
     "TrainResult",
     "TrainingArgs",
     "build_model",
+    "checkpoint_progress",
     "claim_output_dir",
     "format_setup_phases",
     "load_checkpoint",

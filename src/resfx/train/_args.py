@@ -3,6 +3,7 @@
 import math
 import re
 import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -48,6 +49,9 @@ _BOUNDS: dict[str, tuple[int, int]] = {
 """Allowed range of each integer setting (trainset_size/testset_size: the split's size)."""
 
 _TYPE_NAMES = {bool: "True or False", int: "an int", float: "a number", str: "a str"}
+
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 
 
 def _help(text: str) -> dict[str, str]:
@@ -262,98 +266,19 @@ class TrainingArgs:
     def __post_init__(self) -> None:
         for setting in fields(self):
             _check_type(setting.name, getattr(self, setting.name), setting.type)
-        for name, (low, high) in _BOUNDS.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if value < low:
-                raise ValueError(f"{name} must be at least {low}, got {value}")
-            if value > high:
-                raise ValueError(f"{name} must be at most {high}, got {value}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
-        for name in ("output_dir", "feature_cache_dir", "weights"):
-            if getattr(self, name) == "":
-                raise ValueError(
-                    f"{name} is empty; pass a path, or None (none on the command line)"
-                )
-        if self.resume and self.overwrite:
-            raise ValueError(
-                "resume and overwrite exclude each other: resume continues the run in "
-                "output_dir, overwrite replaces it; pass one"
-            )
-        check_data_source(self.data)
-        if self.arch not in list_models():
-            raise ValueError(f"unknown arch {self.arch!r}; expected one of {list_models()}")
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        for name, allowed in (
-            ("mode", Mode),
-            ("precision", Precision),
-            ("bn", BNPolicy),
-            ("subset", SubsetKind),
-            ("on_bad_image", BadImagePolicy),
-            ("optimizer", OptimizerName),
-            ("schedule", Schedule),
-            ("compile", CompileMode),
-        ):
-            if getattr(self, name) not in get_args(allowed):
-                raise ValueError(
-                    f"unknown {name} {getattr(self, name)!r}; expected one of {get_args(allowed)}"
-                )
+        _check_bounds(self)
+        _check_paths(self)
+        _check_names(self)
         object.__setattr__(
             self, "subset", resolve_subset(self.subset, shuffled=self.data in DATASETS)
         )
-        for split, size in (("train", self.trainset_size), ("test", self.testset_size)):
-            available = CIFAR10_SIZES[split] if self.data in DATASETS else size
-            if not 1 <= size <= available:
-                raise ValueError(
-                    f"{split}set_size must be between 1 and the {split} split's {available} "
-                    f"examples, got {size}"
-                )
-        if not _DEVICE.match(self.device):
-            raise ValueError(f"unknown device {self.device!r}; expected auto, cpu, cuda or cuda:N")
-        for name in ("weight_decay", "lr_decay", "warmup_epochs"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0) or (name == "lr_decay" and value == 0):
-                raise ValueError(f"{name} must be finite and >= 0 (lr_decay > 0), got {value}")
-        self._check_partial()
-        if self.mode == "cached" and self.bn != "eval":
-            raise ValueError(
-                f"mode='cached' needs bn='eval' (with bn={self.bn!r} a frozen feature depends on "
-                f"the other images in its batch, so it cannot be cached); use mode='head'"
-            )
-        if self.compile != "off" and (self.mode not in ("head", "cached") or self.bn != "eval"):
-            raise ValueError(
-                f"compile={self.compile!r} compiles the folded frozen backbone of mode 'head' or "
-                f"'cached' with bn='eval' (got mode={self.mode!r}, bn={self.bn!r}); pass "
-                f"compile='off' for this run"
-            )
+        _check_sizes(self)
+        _MODE_CHECKS[self.mode](self)
+        _check_rates(self)
         if (self.resume or self.overwrite or self.checkpoint_every) and self.output_dir is None:
             raise ValueError(
                 "resume, overwrite and checkpoint_every need output_dir, where checkpoint.pt is kept"
             )
-
-    def _check_partial(self) -> None:
-        if self.mode != "partial":
-            if self.freeze_to is not None or self.stages is not None:
-                raise ValueError(
-                    f"freeze_to and stages are for mode='partial' (got mode={self.mode!r}, "
-                    f"freeze_to={self.freeze_to!r}, stages={self.stages!r})"
-                )
-            return
-        if (self.freeze_to is None) == (self.stages is None):
-            raise ValueError(
-                "mode='partial' needs freeze_to (e.g. 'layer3': layer4 and the head train) or "
-                "stages (e.g. 'head:0,layer4:2'), one of the two"
-            )
-        frozen_stages = tuple(RESNET_STAGES)[:-1]
-        if self.freeze_to is not None and self.freeze_to not in frozen_stages:
-            raise ValueError(
-                f"unknown freeze_to {self.freeze_to!r}; expected one of {frozen_stages}"
-            )
-        if self.stages is not None:
-            self.stage_schedule()
 
     def stage_schedule(self) -> list[tuple[str, int]]:
         """The `(stage, start epoch)` pairs of this run, head first (see `resfx.Finetuner`).
@@ -422,6 +347,154 @@ class TrainingArgs:
                 f"unknown TrainingArgs fields {unknown}; known fields: {sorted(known)}"
             )
         return cls(**values)
+
+
+def _check_bounds(args: "TrainingArgs") -> None:
+    """Integers in their `_BOUNDS`, floats finite and in the float32 range the optimizer uses."""
+    for name, (low, high) in _BOUNDS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, got {value}")
+        if value > high:
+            raise ValueError(f"{name} must be at most {high}, got {value}")
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise ValueError(f"learning_rate must be positive and finite, got {args.learning_rate}")
+    for name in ("weight_decay", "lr_decay", "warmup_epochs"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0) or (name == "lr_decay" and value == 0):
+            raise ValueError(f"{name} must be finite and >= 0 (lr_decay > 0), got {value}")
+    if args.weight_decay > _FLOAT32_MAX:
+        raise ValueError(
+            f"weight_decay must be at most {_FLOAT32_MAX:.4g} (the optimizer computes in "
+            f"float32), got {args.weight_decay}"
+        )
+    if args.warmup_epochs > _BOUNDS["epochs"][1]:
+        raise ValueError(
+            f"warmup_epochs must be at most {_BOUNDS['epochs'][1]}, got {args.warmup_epochs}"
+        )
+
+
+def _check_paths(args: "TrainingArgs") -> None:
+    for name in ("output_dir", "feature_cache_dir", "weights"):
+        if getattr(args, name) == "":
+            raise ValueError(f"{name} is empty; pass a path, or None (none on the command line)")
+    if args.resume and args.overwrite:
+        raise ValueError(
+            "resume and overwrite exclude each other: resume continues the run in "
+            "output_dir, overwrite replaces it; pass one"
+        )
+    check_data_source(args.data)
+
+
+def _check_names(args: "TrainingArgs") -> None:
+    if args.arch not in list_models():
+        raise ValueError(f"unknown arch {args.arch!r}; expected one of {list_models()}")
+    if not 0 < args.test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {args.test_fraction}")
+    for name, allowed in (
+        ("mode", Mode),
+        ("precision", Precision),
+        ("bn", BNPolicy),
+        ("subset", SubsetKind),
+        ("on_bad_image", BadImagePolicy),
+        ("optimizer", OptimizerName),
+        ("schedule", Schedule),
+        ("compile", CompileMode),
+    ):
+        if getattr(args, name) not in get_args(allowed):
+            raise ValueError(
+                f"unknown {name} {getattr(args, name)!r}; expected one of {get_args(allowed)}"
+            )
+
+
+def _check_sizes(args: "TrainingArgs") -> None:
+    for split, size in (("train", args.trainset_size), ("test", args.testset_size)):
+        available = CIFAR10_SIZES[split] if args.data in DATASETS else size
+        if not 1 <= size <= available:
+            raise ValueError(
+                f"{split}set_size must be between 1 and the {split} split's {available} "
+                f"examples, got {size}"
+            )
+    if not _DEVICE.match(args.device):
+        raise ValueError(f"unknown device {args.device!r}; expected auto, cpu, cuda or cuda:N")
+
+
+def _check_rates(args: "TrainingArgs") -> None:
+    """Every stage's rate, `learning_rate * lr_decay**depth`, a normal float32 (the optimizer's)."""
+    low, high = math.log(_FLOAT32_TINY), math.log(_FLOAT32_MAX)
+    for depth, (stage, _) in enumerate(args.stage_schedule()):
+        exponent = math.log(args.learning_rate) + depth * math.log(args.lr_decay)
+        if not low <= exponent <= high:
+            raise ValueError(
+                f"learning_rate={args.learning_rate} and lr_decay={args.lr_decay} give {stage} a "
+                f"learning rate of about 1e{exponent / math.log(10):.0f}, outside the float32 "
+                f"range the optimizer computes in ({_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g}); "
+                f"pass values that keep every stage's rate in it"
+            )
+
+
+def _check_not_partial(args: "TrainingArgs") -> None:
+    if args.freeze_to is not None or args.stages is not None:
+        raise ValueError(
+            f"freeze_to and stages are for mode='partial' (got mode={args.mode!r}, "
+            f"freeze_to={args.freeze_to!r}, stages={args.stages!r})"
+        )
+
+
+def _check_compile(args: "TrainingArgs") -> None:
+    if args.compile != "off" and (args.mode not in ("head", "cached") or args.bn != "eval"):
+        raise ValueError(
+            f"compile={args.compile!r} compiles the folded frozen backbone of mode 'head' or "
+            f"'cached' with bn='eval' (got mode={args.mode!r}, bn={args.bn!r}); pass "
+            f"compile='off' for this run"
+        )
+
+
+def _check_head(args: "TrainingArgs") -> None:
+    """`"head"` mode: no stages to train; compiling needs the folded (eval-BatchNorm) backbone."""
+    _check_not_partial(args)
+    _check_compile(args)
+
+
+def _check_cached(args: "TrainingArgs") -> None:
+    """`"cached"` mode: as `"head"`, and a feature is cached only when no batch changes it."""
+    _check_not_partial(args)
+    if args.bn != "eval":
+        raise ValueError(
+            f"mode='cached' needs bn='eval' (with bn={args.bn!r} a frozen feature depends on "
+            f"the other images in its batch, so it cannot be cached); use mode='head'"
+        )
+    _check_compile(args)
+
+
+def _check_partial(args: "TrainingArgs") -> None:
+    """`"partial"` mode: `freeze_to` or `stages`, one of the two."""
+    if (args.freeze_to is None) == (args.stages is None):
+        raise ValueError(
+            "mode='partial' needs freeze_to (e.g. 'layer3': layer4 and the head train) or "
+            "stages (e.g. 'head:0,layer4:2'), one of the two"
+        )
+    frozen_stages = tuple(RESNET_STAGES)[:-1]
+    if args.freeze_to is not None and args.freeze_to not in frozen_stages:
+        raise ValueError(f"unknown freeze_to {args.freeze_to!r}; expected one of {frozen_stages}")
+    _check_compile(args)
+
+
+def _check_full(args: "TrainingArgs") -> None:
+    """`"full"` mode: everything trains from the start, eagerly."""
+    _check_not_partial(args)
+    _check_compile(args)
+
+
+_MODE_CHECKS: dict[str, Callable[["TrainingArgs"], None]] = {
+    "head": _check_head,
+    "cached": _check_cached,
+    "partial": _check_partial,
+    "full": _check_full,
+}
+"""Each mode's own checks of the settings (the rest apply to every mode)."""
 
 
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
