@@ -1,6 +1,7 @@
 """Issue 22's data items: the default subset covers every class, 16/32-bit and NaN images,
 FIFOs, empty class folders and missing paths."""
 
+import dataclasses
 import os
 import threading
 from pathlib import Path
@@ -12,7 +13,9 @@ from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
 from resfx import cli, data
-from resfx.train import TrainingArgs
+from resfx.train import Checkpoint, CheckpointError, TrainingArgs
+from resfx.train._checkpoint import check_resumable, frozen_fingerprint
+from resfx.train._loop import load_job_split
 from test_cli import TINY_FLAGS
 
 
@@ -46,9 +49,25 @@ def test_the_default_subset_of_a_folder_or_dataset_has_every_class(tmp_path: Pat
     assert split.labels.bincount().tolist() == [2] * 10
     dataset = data.from_dataset(_Sorted(), "train", size=10, store_size=4)
     assert sorted(dataset.labels.tolist()) == list(range(10))
-    assert TrainingArgs(data=str(root)).subset == "stratified"
-    assert TrainingArgs(data="synthetic").subset == "first"  # the seed's rule
-    assert data.load_split("synthetic", "test", 8).indices.tolist() == list(range(8))
+    job = TrainingArgs(data=str(root), trainset_size=20, testset_size=10, store_size=8)
+    assert load_job_split(job, "train").labels.bincount().tolist() == [2] * 10
+    assert data.load_split("synthetic", "test", 8).indices.tolist() == list(range(8))  # seed's
+
+
+def test_a_run_saved_with_the_old_default_subset_resumes_where_it_means_the_same(
+    tmp_path: Path,
+) -> None:
+    root = _class_folders(tmp_path / "two", {"a": 2, "b": 2})
+    model = torch.nn.Linear(1, 1)
+    for where, same in (("synthetic", True), (str(root), False)):
+        saved = TrainingArgs(data=where, subset="first", trainset_size=2, testset_size=2)
+        checkpoint = Checkpoint(saved.to_dict(), {}, {}, 0, 0, 0, {}, {}, frozen_fingerprint(model))
+        now = dataclasses.replace(saved, subset="auto")  # the new default
+        if same:  # "auto" is "first" on the synthetic set
+            check_resumable(checkpoint, now, model)
+        else:  # and "stratified" on a folder: other images
+            with pytest.raises(CheckpointError, match="subset='first' .now 'auto'."):
+                check_resumable(checkpoint, now, model)
 
 
 def test_a_subset_that_misses_classes_is_warned_about_naming_them(

@@ -19,7 +19,6 @@ from ..data import (
     DatasetName,
     SubsetKind,
     check_data_source,
-    resolve_subset,
 )
 from ..models import list_models
 
@@ -112,8 +111,8 @@ class TrainingArgs:
             folders split by `test_fraction`).
         arch: the backbone, a name of `resfx.models.list_models()`.
         subset: which examples `trainset_size`/`testset_size` take: `"first"`
-            (the seed's), `"random"` or `"stratified"` (seeded by `seed`); `"auto"` is
-            resolved here: `"first"` for cifar10/synthetic, `"stratified"` for a folder.
+            (the seed's), `"random"` or `"stratified"` (seeded by `seed`); `"auto"` (the
+            default) is `"first"` for cifar10/synthetic, `"stratified"` for a folder.
         test_fraction: an image folder without train/test folders: each class's share
             for testing.
         store_size: an image folder: side the images are decoded and stored at;
@@ -269,9 +268,6 @@ class TrainingArgs:
         _check_bounds(self)
         _check_paths(self)
         _check_names(self)
-        object.__setattr__(
-            self, "subset", resolve_subset(self.subset, shuffled=self.data in DATASETS)
-        )
         _check_sizes(self)
         _MODE_CHECKS[self.mode](self)
         _check_rates(self)

@@ -13,7 +13,7 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor
 from torch import nn as tnn
 
 from .._atomic import atomic_torch_save
+from ..data import DATASETS, SubsetKind, resolve_subset
 from ..features import fingerprint_module, tensor_checksum
 from ._args import RESUMABLE_CHANGES, TrainingArgs
 from ._results import TrainHistory
@@ -250,13 +251,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return Checkpoint(**payload)
 
 
+def _same_setting(name: str, saved: Any, current: dict[str, Any]) -> bool:
+    """A saved setting equals the current one; subsets compare as what they mean for the data
+    (a run saved with `"first"` on CIFAR-10 resumes under the default `"auto"`)."""
+    if name != "subset" or saved not in get_args(SubsetKind):
+        return current.get(name) == saved
+    shuffled = current["data"] in DATASETS
+    return resolve_subset(saved, shuffled=shuffled) == resolve_subset(
+        current[name], shuffled=shuffled
+    )
+
+
 def check_resumable(
     checkpoint: Checkpoint, args: TrainingArgs, model: tnn.Module, *, world_size: int = 1
 ) -> None:
     """Check that `args`, `model` and the process count continue the run `checkpoint` comes from.
 
     Only the fields in `RESUMABLE_CHANGES` (epochs, output paths, device,
-    progress bars...) may differ, the frozen parameters must be identical, and
+    progress bars...) may differ (and `subset` in name: `"auto"` is the subset it
+    means for the data), the frozen parameters must be identical, and
     the number of processes too: it multiplies the global batch and decides
     each process's share of every epoch.
 
@@ -284,7 +297,7 @@ def check_resumable(
     differing = [
         f"{name}={value!r} (now {current.get(name)!r})"
         for name, value in checkpoint.args.items()
-        if name not in RESUMABLE_CHANGES and current.get(name) != value
+        if name not in RESUMABLE_CHANGES and not _same_setting(name, value, current)
     ]
     if differing:
         raise CheckpointError(
