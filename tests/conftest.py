@@ -11,7 +11,10 @@ header prints it, and `RESFX_HYPOTHESIS_SEED=<seed>` (or `--hypothesis-seed=<see
 replays a run exactly.
 """
 
+import copy
+import io
 import os
+import pickle
 import random
 from collections.abc import Iterator
 
@@ -80,6 +83,19 @@ def no_shape_checks() -> Iterator[None]:
         yield
     finally:
         jaxtyping.config.update("jaxtyping_disable", False)
+
+
+def whole_model_copies(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """`model` copied the three ways a whole model is: `copy.deepcopy`, `pickle` and
+    `torch.save` / `torch.load` (each keeps instance attributes, e.g. freeze records)."""
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    return [
+        copy.deepcopy(model),
+        pickle.loads(pickle.dumps(model)),
+        torch.load(buffer, weights_only=False),
+    ]
 
 
 def randomise_resnet_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:

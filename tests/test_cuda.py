@@ -140,3 +140,25 @@ def test_a_compiled_run_on_the_gpu_trains_as_the_eager_run(mode: str) -> None:
     compiled = train(TrainingArgs(**settings, compile=mode)).history
     torch.testing.assert_close(compiled.loss_list, eager.loss_list, rtol=1e-3, atol=1e-4)
     assert abs(compiled.accuracy_list[-1] - eager.accuracy_list[-1]) <= 0.02
+
+
+def test_nvjpeg_batch_decode_agrees_with_pil_and_falls_back_for_cmyk() -> None:
+    import io
+
+    from PIL import Image
+
+    from resfx.data import decode_image_file, decode_jpeg_batch
+
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.randint(0, 256, (6, 8, 3), generator=generator, dtype=torch.uint8)
+    photo = Image.fromarray(coarse.numpy()).resize((80, 60), Image.Resampling.BICUBIC)
+    blobs = []
+    for image in (photo, photo.convert("CMYK"), photo.convert("L")):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        blobs.append(buffer.getvalue())
+    images, errors = decode_jpeg_batch(blobs, 32, CUDA)
+    assert errors == {} and all(image.device.type == "cuda" for image in images)
+    for image, blob in zip(images, blobs, strict=True):
+        expected = decode_image_file(blob, 32, draft=False)
+        assert (image.cpu().int() - expected.int()).abs().max() <= 3

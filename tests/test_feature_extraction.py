@@ -1,10 +1,13 @@
 """get_resnet_for_feature_extraction: a frozen ResNet34 backbone and a new head that trains."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 import resfx
+from resfx import get_resnet_for_feature_extraction
 from resfx.autograd import DriftGuard, check_gradient_flow
 
 
@@ -77,9 +80,21 @@ def test_num_classes_is_validated(no_shape_checks: None, num_classes, error, mes
         resfx.get_resnet_for_feature_extraction(num_classes=num_classes)
 
 
-def test_the_factory_is_keyword_only_and_offline_by_default(no_shape_checks: None) -> None:
+def test_the_seeds_call_with_the_class_count_by_position_works(no_shape_checks: None) -> None:
+    # as the exercise (and ARENA's test of it) writes it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = get_resnet_for_feature_extraction(10)
+    assert model.fc.out_features == 10 and model.config.num_classes == 10
+    assert [name for name, _ in resfx.trainable_parameters(model)] == ["fc.weight", "fc.bias"]
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(TypeError, match="got both: num_classes=10"):
+        get_resnet_for_feature_extraction(10, n_classes=10)
     with pytest.raises(TypeError, match="positional"):
-        resfx.get_resnet_for_feature_extraction(10)  # type: ignore[misc]
+        get_resnet_for_feature_extraction(10, None)  # type: ignore[misc]
+
+
+def test_the_factory_is_offline_by_default(no_shape_checks: None) -> None:
     assert resfx.models.get_resnet_for_feature_extraction is resfx.get_resnet_for_feature_extraction
     torch.manual_seed(0)
     model = resfx.get_resnet_for_feature_extraction(num_classes=2)

@@ -102,7 +102,8 @@ def test_torchs_sync_batchnorm_conversion_is_warned_about_and_resfxs_keeps_the_p
     model = resfx.freeze(TinyResNet())
     converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     with pytest.warns(UserWarning, match="convert_sync_batchnorm"):
-        assert resfx.bn_policy(converted.bn1) == "train"
+        # the copy lost the policy but kept momentum 0: batch statistics, statistics held
+        assert resfx.bn_policy(converted.bn1) == "batch"
     with pytest.warns(UserWarning, match="bn1 is a SyncBatchNorm"):
         resfx.freeze(converted)
     kept = resfx.convert_sync_batchnorm(resfx.freeze(TinyResNet()))

@@ -1,8 +1,6 @@
 """freeze, unfreeze, freeze_to, frozen, optimizer hygiene and the parameter summary, by training."""
 
 import copy
-import io
-import pickle
 
 import pytest
 import torch
@@ -10,6 +8,7 @@ import torchvision
 from torch import nn
 
 import resfx
+from conftest import whole_model_copies
 from resfx.autograd import DriftGuard
 from resfx.models import STAGES
 
@@ -83,14 +82,7 @@ def test_policies_normalise_as_documented() -> None:
 def test_policy_survives_deepcopy_pickle_and_state_dict_loading(policy: str) -> None:
     model = resfx.freeze(_tiny(), bn=policy)
     model.fc.requires_grad_(True)
-    buffer = io.BytesIO()
-    torch.save(model, buffer)
-    buffer.seek(0)
-    copies = [
-        copy.deepcopy(model),
-        pickle.loads(pickle.dumps(model)),
-        torch.load(buffer, weights_only=False),
-    ]
+    copies = whole_model_copies(model)
     reloaded = resfx.freeze(_tiny(), bn=policy)
     reloaded.fc.requires_grad_(True)
     reloaded.load_state_dict(model.state_dict())

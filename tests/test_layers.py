@@ -18,9 +18,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "_typing",
         "_pair",
+        "_zoo",
+        "_schedule",
         "_resnet_layout",
         "_precision",
         "_atomic",
+        "_device_sync",
         "_sync",
         "_distributed",
         "_version",

@@ -23,7 +23,8 @@ import resfx
 from resfx import models, weights
 from resfx.models import FEATURE_STAGES, ResNet, ResNetConfig
 
-ARCHS = models.list_models()
+ARCHS = [arch for arch in models.list_models() if hasattr(torchvision.models, arch)]
+"""The architectures torchvision builds too: each is compared with torchvision's."""
 
 
 def _random_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -183,20 +184,6 @@ def test_every_architecture_has_a_factory_with_torchvisions_keywords() -> None:
             assert {"groups", "width_per_group", "replace_stride_with_dilation"} <= set(ours)
 
 
-def test_each_architecture_names_its_own_weights_from_torchvisions_enums() -> None:
-    for arch, enum_name in weights.TORCHVISION_WEIGHTS.items():
-        for entry in getattr(torchvision.models, enum_name):
-            spec = weights.PRETRAINED[f"{arch}.{entry.name}"]
-            assert spec.url == entry.url and spec.arch == arch
-            assert entry.url.endswith(f"-{spec.hash_prefix}.pth")
-            preset = entry.transforms()
-            assert spec.transform.resize_size == preset.resize_size[0]
-            assert spec.transform.crop_size == preset.crop_size[0]
-    assert weights.PRETRAINED["resnet50.IMAGENET1K_V2"].transform.resize_size == 232
-    assert weights.PRETRAINED["resnet50.IMAGENET1K_V1"].transform.resize_size == 256
-    assert weights.PRETRAINED["resnet50.tv2_in1k"].transform.resize_size == 232
-
-
 def test_resnet18_named_weights_fetch_resnet18s_file(monkeypatch: pytest.MonkeyPatch) -> None:
     fetched = []
 
@@ -297,8 +284,6 @@ def test_torchvisions_feature_extractor_gives_torchvisions_tensors(no_shape_chec
         stages = ours.forward_stages(x, ["stem", "layer1", "layer3", "pooled"])
     assert list(got) == list(expected)
     for name in nodes.values():
-        # resfx's avgpool returns (b, c); torchvision's AdaptiveAvgPool2d (b, c, 1, 1)
-        mine = got[name].reshape(expected[name].shape)
-        torch.testing.assert_close(mine, expected[name], atol=1e-5, rtol=1e-5, msg=name)
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5, msg=name)
     torch.testing.assert_close(stages["pooled"], expected["pooled"].flatten(1), atol=1e-5, rtol=0)
     torch.testing.assert_close(stages["layer3"], got["layer3"], atol=0, rtol=0)

@@ -1,6 +1,8 @@
 """resfx models under torch.fx, torchvision's feature extractor and torch.compile; the input
 checks that stay in eager mode; the meta-device build of pretrained models."""
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -15,7 +17,7 @@ TINY = ResNetConfig(width=4, layers=(1, 1, 1, 1), num_classes=3)
 # The suite's runtime shape checks (jaxtyping + typeguard) refuse fx's proxies and would
 # break dynamo's graph: the tracing tests run without them, as users do.
 tracing = pytest.mark.usefixtures("no_shape_checks")
-LEAVES = [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.GlobalAvgPool2d, nn.Linear]
+LEAVES = [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Linear]
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +60,19 @@ def test_feature_extractor_gives_torchvisions_tensors(twins) -> None:
 def test_with_resfx_leaf_modules_the_graph_has_torchvisions_node_names(twins) -> None:
     ours, theirs = twins
     kwargs = {"leaf_modules": LEAVES}
-    names = get_graph_node_names(ours, tracer_kwargs=kwargs)[0]
-    expected = get_graph_node_names(theirs)[0]
-    # torchvision pools with AdaptiveAvgPool2d(1) and a torch.flatten call; resfx in one step
-    assert [n for n in expected if n != "flatten"] == names
-    nodes = ["layer1.0.relu", "layer3.1.bn2", "layer4.1.relu_1"]
-    x = torch.randn(1, 3, 64, 64)
-    ours_out = create_feature_extractor(ours, nodes, tracer_kwargs=kwargs)(x)
-    theirs_out = create_feature_extractor(theirs, nodes)(x)
-    for name in nodes:
+    train_names, eval_names = get_graph_node_names(ours, tracer_kwargs=kwargs)
+    assert (train_names, eval_names) == get_graph_node_names(theirs)
+    assert train_names[-3:] == ["avgpool", "flatten", "fc"]
+    # torchvision's ReLU(inplace=True) overwrites the output of the node before it (bn1)
+    theirs = copy.deepcopy(theirs)
+    for module in theirs.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    x = torch.randn(2, 3, 32, 32)
+    ours_out = create_feature_extractor(ours, train_names[1:], tracer_kwargs=kwargs)(x)
+    theirs_out = create_feature_extractor(theirs, train_names[1:])(x)
+    assert ours_out["avgpool"].shape == (2, 512, 1, 1) and ours_out["flatten"].shape == (2, 512)
+    for name in train_names[1:]:
         torch.testing.assert_close(ours_out[name], theirs_out[name], msg=name)
 
 

@@ -191,7 +191,7 @@ def test_wheel_holds_the_package_its_metadata_and_nothing_else(installed: Instal
     assert any(
         requirement.startswith("torch>=") for requirement in metadata.get_all("Requires-Dist")
     )
-    assert "resfx = resfx.cli:main" in entry_points
+    assert "resfx = resfx.__main__:main" in entry_points
 
 
 def test_sdist_holds_the_sources_license_and_changelog_but_no_tests(installed: Installed) -> None:
@@ -244,6 +244,9 @@ def test_type_checker_sees_the_installed_signatures(installed: Installed) -> Non
         _qualified_name(resfx.ParameterSummary),
     ], finished.stdout + finished.stderr
     assert len(errors) == 1, finished.stdout
-    assert errors[0].startswith('user_script.py:8: error: Argument "num_classes" to "resnet34"')
+    # the zoo's factories are typed by the Protocol of their signature
+    assert errors[0].startswith(
+        'user_script.py:8: error: Argument "num_classes" to "__call__" of "BasicFactory"'
+    )
     assert '"str"; expected "int"' in errors[0]
     assert finished.returncode == 1

@@ -5,7 +5,8 @@ For every module resfx implements, each sample of torch's ModuleInfo database
 the resfx module with the same arguments and weights, runs both on the same
 input (resfx on its fused path and under `reference_ops()`), and compares the
 outputs, the gradients of the inputs and parameters, and the buffers after the
-forward (train and eval mode where they differ). For every reference op, each
+forward: in eval mode, and where train and eval mode differ (BatchNorm) after each
+of `TRAIN_STEPS` train-mode forwards and an eval forward after them. For every reference op, each
 sample of torch's OpInfo database (`common_methods_invocations.op_db`) runs the
 resfx op and the torch op and compares outputs and input gradients (and the
 running statistics batch norm updates). CPU, float32 and float64.
@@ -160,6 +161,29 @@ def _run_module(
     return out, [*_tensors((args, kwargs)), *ours.parameters()]
 
 
+def _run_torch_module(
+    theirs: tnn.Module, args: tuple, kwargs: dict
+) -> tuple[Any, list[torch.Tensor]]:
+    return theirs(*args, **kwargs), [*_tensors((args, kwargs)), *theirs.parameters()]
+
+
+TRAIN_STEPS = 3
+"""Forwards per sample in train mode for a module whose train and eval modes differ: running
+statistics are compared after each (one step would not tell a cumulative average, 1/n, from
+a plain copy of the batch's), then once more in eval mode, which reads what training left."""
+
+
+def _varied(value: Any, step: int) -> Any:
+    """A fresh copy of `value` with every floating-point tensor scaled and shifted by `step`,
+    so that each training step sees other statistics (step 0 is `value` itself)."""
+    copy = _clone(value)
+    with torch.no_grad():
+        for tensor in _tensors(copy):
+            if tensor.is_floating_point():
+                tensor.mul_(1 + step).add_(step)
+    return copy
+
+
 def _module_sample(
     name: str, info: Any, sample: Any, dtype: torch.dtype, training: bool, reference: bool
 ) -> None:
@@ -167,19 +191,25 @@ def _module_sample(
     theirs = info.module_cls(*ctor.args, **ctor.kwargs).to(dtype).train(training)
     ours = MODULES[name](*ctor.args, **ctor.kwargs).to(dtype).train(training)
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    forward = sample.forward_input
-    args_ours, kwargs_ours = _clone(forward.args), _clone(forward.kwargs)
-    args_theirs, kwargs_theirs = _clone(forward.args), _clone(forward.kwargs)
-    _compare_runs(
-        lambda: _run_module(ours, args_ours, kwargs_ours, reference),
-        lambda: (
-            theirs(*args_theirs, **kwargs_theirs),
-            [*_tensors((args_theirs, kwargs_theirs)), *theirs.parameters()],
-        ),
-        dtype,
-    )
-    for (key, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, msg=f"buffer {key}", **_tolerances(dtype))
+    steps = TRAIN_STEPS if training and info.train_and_eval_differ else 1
+    modes = [training] * steps + ([False] if steps > 1 else [])
+    for step, mode in enumerate(modes):
+        ours.train(mode)
+        theirs.train(mode)
+        forward = sample.forward_input
+        args_ours, kwargs_ours = _varied(forward.args, step), _varied(forward.kwargs, step)
+        args_theirs, kwargs_theirs = _varied(forward.args, step), _varied(forward.kwargs, step)
+        _compare_runs(
+            functools.partial(_run_module, ours, args_ours, kwargs_ours, reference),
+            functools.partial(_run_torch_module, theirs, args_theirs, kwargs_theirs),
+            dtype,
+        )
+        mine, torchs = ours.state_dict(), theirs.state_dict()
+        assert list(mine) == list(torchs)
+        for key in mine:
+            torch.testing.assert_close(
+                mine[key], torchs[key], msg=f"buffer {key} after step {step}", **_tolerances(dtype)
+            )
 
 
 def _op_sample(name: str, info: Any, sample: Any, dtype: torch.dtype) -> None:

@@ -35,17 +35,59 @@ def _point_at(monkeypatch: pytest.MonkeyPatch, **changes: object) -> weights.Pre
     return spec
 
 
-def test_imagenet1k_v1_loads_from_torchvisions_cache_like_torchvision(torch_home: Path) -> None:
-    cached = torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth"
-    assert weights.PRETRAINED["resnet34.IMAGENET1K_V1"].cache_path == cached
-    _imagenet_like_checkpoint(cached)
+def test_imagenet1k_v1_loads_from_torchvisions_cache_like_torchvision(
+    torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert weights.PRETRAINED["resnet34.IMAGENET1K_V1"].cache_path == (
+        torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth"
+    )
+    # the published file is not here: a stand-in, under a name carrying its own hash
+    staged = torch_home / "hub" / "checkpoints" / "staged.pth"
+    _imagenet_like_checkpoint(staged)
+    prefix = weights.sha256_of(staged)[:8]
+    spec = _point_at(monkeypatch, file_name=f"resnet34-{prefix}.pth", hash_prefix=prefix)
+    staged.rename(spec.cache_path)
     ours = resfx.resnet34(weights="IMAGENET1K_V1").eval()
-    theirs = torchvision.models.resnet34(
-        weights=torchvision.models.ResNet34_Weights.IMAGENET1K_V1
-    ).eval()
+    theirs = torchvision.models.resnet34()
+    theirs.load_state_dict(torch.load(spec.cache_path), strict=False)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours(x), theirs.eval()(x), atol=1e-5, rtol=0)
+
+
+def test_a_cached_file_that_is_not_the_published_one_is_refused(torch_home: Path) -> None:
+    # issue 22.4: a random-init ResNet18 saved under the name of torchvision's file
+    cached = weights.PRETRAINED["resnet18.IMAGENET1K_V1"].cache_path
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), cached)
+    with pytest.raises(weights.ChecksumError) as caught:
+        resfx.resnet18(weights="IMAGENET1K_V1")
+    message = str(caught.value)
+    assert "\n" not in message and "not the f37072fd... its name promises" in message
+    assert f"rm {cached}" in message and "downloads it again" in message
+
+
+def test_a_cached_file_is_hashed_once_until_it_changes(
+    torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resfx._weights import _download
+
+    path = torch_home / "hub" / "checkpoints" / "file.pth"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"weights")
+    spec = _point_at(monkeypatch, file_name=path.name, hash_prefix=weights.sha256_of(path)[:8])
+    hashed = []
+    monkeypatch.setattr(_download, "sha256_of", lambda p: hashed.append(p) or weights.sha256_of(p))
+    monkeypatch.setattr(_download, "_verified_here", set())
+    for _ in range(2):
+        assert weights.fetch_pretrained(spec.name) == path
+    _download._verified_here.clear()  # a new process: the sidecar remembers
+    assert weights.fetch_pretrained(spec.name) == path
+    assert hashed == [path]
+    path.write_bytes(b"WEIGHTS")  # same size, new mtime and content
+    with pytest.raises(weights.ChecksumError, match="not the .* its name promises"):
+        weights.fetch_pretrained(spec.name)
+    assert len(hashed) == 2
 
 
 def test_download_is_hash_checked_and_lands_in_the_cache(
@@ -59,6 +101,8 @@ def test_download_is_hash_checked_and_lands_in_the_cache(
     )
     model = resfx.resnet34(weights="IMAGENET1K_V1", progress=False)
     assert spec.cache_path.is_file()
+    # checked while downloading: remembered, not hashed again at the next use
+    assert spec.cache_path.with_name(spec.file_name + ".resfx-verified").is_file()
     torch.testing.assert_close(model.fc.weight, state["fc.weight"])
 
 
@@ -115,6 +159,23 @@ def test_mismatched_checkpoint_names_every_key(tmp_path: Path) -> None:
     assert "unexpected keys ['extra.weight'] (1 in all)" in message
     assert "fc.weight: checkpoint (7, 32), model (3, 32)" in message
     assert "get_resnet_for_feature_extraction" in message
+
+
+def test_a_file_of_another_architecture_is_named(no_shape_checks: None) -> None:
+    # issue 22.15: a ResNet50 checkpoint into a ResNet18
+    with torch.device("meta"):
+        state = resfx.create_model("resnet50").state_dict()
+        model = resfx.resnet18()
+    with pytest.raises(weights.CheckpointMismatchError) as caught:
+        weights.check_state_dict(model, state)
+    message = str(caught.value)
+    assert "Hint: the file is a resnet50 checkpoint" in message
+    assert "create_model('resnet50', weights=path)" in message and "classifier" not in message
+    with torch.device("meta"):
+        ten_classes = resfx.create_model("resnet18", num_classes=10).state_dict()
+    with pytest.raises(weights.CheckpointMismatchError, match="Hint: the classifier differs"):
+        weights.check_state_dict(model, ten_classes)
+    assert weights.matching_architecture({"fc.weight": torch.zeros(2, 2)}) is None
 
 
 def test_dataparallel_prefix_gets_a_hint() -> None:

@@ -17,9 +17,9 @@ from jaxtyping import Float
 from torch import Tensor
 from torch import nn as tnn
 
+from ._device_sync import synchronize
 from ._fold import fold_batchnorm
 from ._precision import autocast, check_precision
-from ._sync import synchronize
 from ._typing import Features, Images, Logits
 
 M = TypeVar("M", bound=tnn.Module)

@@ -9,25 +9,26 @@ two agree in value and gradient.
 """
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Literal
 
 import torch
 from einops import einsum, rearrange, reduce
-from jaxtyping import Float, Int, Shaped
+from jaxtyping import Float, Int, Int64, Shaped
 from torch import Tensor
 
-from ._pair import as_pair
+from ._pair import as_int, as_pair, is_int
 from ._typing import Size2d
 
 _PAD_MODES: tuple[str, ...] = ("constant", "reflect", "replicate", "circular")
 
 
 def _windows(
-    x: Float[Tensor, "b c h w"],
+    x: Shaped[Tensor, "b c h w"],
     kernel: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int] = (1, 1),
-) -> Float[Tensor, "b c h_out w_out kh kw"]:
+) -> Shaped[Tensor, "b c h_out w_out kh kw"]:
     """Every (dilated) kernel window of `x` at the given stride, as a strided view (no copy)."""
     x = x.contiguous()
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
@@ -226,7 +227,7 @@ def conv2d(
     stride: Size2d = 1,
     padding: str | Size2d = 0,
     dilation: Size2d = 1,
-    groups: int = 1,
+    groups: int | Integral = 1,
 ) -> Float[Tensor, "*b c_out h_out w_out"]:
     """2-D convolution (cross-correlation) by strided windows and `einsum`.
 
@@ -259,6 +260,7 @@ def conv2d(
     """
     stride_hw = as_pair(stride, "stride", minimum=1)
     dilation_hw = as_pair(dilation, "dilation", minimum=1)
+    groups = as_int(groups, "groups")
     kernel = (weight.shape[2], weight.shape[3])
     pads = _conv2d_padding(padding, kernel, stride_hw, dilation_hw)
     _check_conv2d_input(tuple(input.shape), tuple(weight.shape), pads, dilation_hw, groups)
@@ -329,14 +331,14 @@ def _check_pool2d_input(
 
 
 def _pool_windows(
-    input: Float[Tensor, "b c h w"],
+    input: Shaped[Tensor, "b c h w"],
     kernel: tuple[int, int],
     stride: tuple[int, int],
     padding: tuple[int, int],
     dilation: tuple[int, int],
     out: tuple[int, int],
     fill: tuple[float, float],
-) -> Float[Tensor, "b c h_out w_out kh kw"]:
+) -> Shaped[Tensor, "b c h_out w_out kh kw"]:
     """The pooling windows of `input` padded with `fill[0]`, then with `fill[1]` past the padding
     where ceil mode needs a last, partial window."""
     extra = [
@@ -358,7 +360,11 @@ def _pool_arguments(
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Kernel, stride (the kernel when `None` or empty, as in torch), padding and dilation pairs."""
     kernel = as_pair(kernel_size, "kernel_size", minimum=1)
-    stride_hw = kernel if stride is None or stride == () else as_pair(stride, "stride", minimum=1)
+    # not `stride == ()`, which compares a numpy integer elementwise
+    if stride is None or (isinstance(stride, (tuple, list)) and not stride):
+        stride_hw = kernel
+    else:
+        stride_hw = as_pair(stride, "stride", minimum=1)
     return (
         kernel,
         stride_hw,
@@ -432,19 +438,21 @@ def max_pool2d(
 
 
 def avg_pool2d(
-    input: Float[Tensor, "*b c h w"],
+    input: Float[Tensor, "*b c h w"] | Int64[Tensor, "*b c h w"],
     kernel_size: Size2d,
     stride: Size2d | None = None,
     padding: Size2d = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
-    divisor_override: int | None = None,
-) -> Float[Tensor, "*b c h_out w_out"]:
+    divisor_override: int | Integral | None = None,
+) -> Float[Tensor, "*b c h_out w_out"] | Int64[Tensor, "*b c h_out w_out"]:
     """Average pooling by strided windows: window sums over a count of the cells averaged.
 
     The count is `divisor_override` when given; otherwise the window's cells
     inside the input and, with `count_include_pad`, inside the zero padding
     (never the cells a ceil-mode window reaches past the padding), as in torch.
+    An int64 input gives int64 averages, rounded toward zero, as torch's CPU and
+    CUDA kernels do; torch has no kernel for the other integer dtypes or bool.
 
     Args:
         input: feature maps, batched `(b, c, h, w)` or one `(c, h, w)`.
@@ -459,6 +467,7 @@ def avg_pool2d(
         The pooled feature maps.
 
     Raises:
+        TypeError: the input is neither floating-point nor int64 (as in torch).
         ValueError: the input is not 3-D or 4-D with non-empty `c, h, w`, the
             padding is more than half the kernel, the output would be empty, or
             `divisor_override` is 0.
@@ -469,7 +478,10 @@ def avg_pool2d(
         [[2.5, 4.5], [10.5, 12.5]]
         >>> avg_pool2d(x, 2, padding=1, count_include_pad=False).squeeze()[0].tolist()
         [0.0, 1.5, 3.0]
+        >>> avg_pool2d(torch.tensor([[[-7, 0], [0, 0]]]), 2).tolist()
+        [[[-1]]]
     """
+    _check_avg_pool_dtype(input.dtype, "avg_pool2d")
     if divisor_override == 0:
         raise ValueError("avg_pool2d: divisor_override must not be 0 (None divides by the count)")
     kernel, stride_hw, padding_hw, dilation = _pool_arguments(kernel_size, stride, padding)
@@ -480,44 +492,68 @@ def avg_pool2d(
     geometry = (kernel, stride_hw, padding_hw, dilation, out_hw)
     sums = reduce(_pool_windows(batched, *geometry, (0.0, 0.0)), "b c h w kh kw -> b c h w", "sum")
     if divisor_override is not None:
-        out = sums / divisor_override
+        count: Tensor | int = int(divisor_override)
     else:
         cells = batched.new_ones((1, 1, *batched.shape[2:]))
         counted = _pool_windows(cells, *geometry, (1.0 if count_include_pad else 0.0, 0.0))
-        out = sums / reduce(counted, "b c h w kh kw -> b c h w", "sum")
+        count = reduce(counted, "b c h w kh kw -> b c h w", "sum")
+    # torch's kernels divide an int64 sum by the count in C++ integer division: toward zero
+    out = torch.div(sums, count, rounding_mode="trunc" if input.dtype == torch.int64 else None)
     return out if input.ndim == 4 else out.squeeze(0)
 
 
+def _check_avg_pool_dtype(dtype: torch.dtype, name: str) -> None:
+    """Raise, as torch does, for an integer or bool input other than int64."""
+    if not (dtype.is_floating_point or dtype == torch.int64):
+        raise TypeError(
+            f"{name}: torch has no average pooling for {dtype} (only real floating-point "
+            f"and int64 inputs); convert the input, e.g. input.float()"
+        )
+
+
 def _adaptive_sizes(
-    output_size: int | Sequence[int | None] | None, name: str
+    output_size: int | Integral | Sequence[int | Integral | None] | None, name: str
 ) -> tuple[int | None, int | None]:
-    """`output_size` as a pair; raise unless each entry is a non-negative int or `None`."""
+    """`output_size` as a pair; raise unless each entry is a non-negative integer or `None`."""
     sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
-    valid = (
-        o is None or (isinstance(o, int) and not isinstance(o, bool) and o >= 0) for o in sizes
-    )
+    valid = (o is None or (is_int(o) and o >= 0) for o in sizes)
     if len(sizes) != 2 or not all(valid):
         raise ValueError(
             f"{name}: output_size must be an int >= 0, None, or a pair of them, got {output_size!r}"
         )
-    return (sizes[0], sizes[1])
+    return (
+        None if sizes[0] is None else int(sizes[0]),
+        None if sizes[1] is None else int(sizes[1]),
+    )
 
 
-def _adaptive_bounds(size: int, out: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Start and end (exclusive) of each of `out` adaptive windows over an axis of `size`."""
-    index = torch.arange(out, device=device)
-    return (index * size) // out, ((index + 1) * size + out - 1) // out
+def _adaptive_window_sums(input: Tensor, dim: int, out: int) -> tuple[Tensor, Tensor]:
+    """Sums over the `out` adaptive windows along axis `dim`, and each window's length.
+
+    Window `i` over an axis of length `n` covers cells `floor(i * n / out)` to
+    `ceil((i + 1) * n / out)` (exclusive), as in torch; each is summed on its own,
+    so a NaN or infinity reaches only the windows that hold it.
+    """
+    n = input.shape[dim]
+    bounds = [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
+    lengths = torch.tensor([end - start for start, end in bounds], device=input.device)
+    if not bounds:
+        return input.narrow(dim, 0, 0), lengths
+    sums = [input.narrow(dim, start, end - start).sum(dim) for start, end in bounds]
+    return torch.stack(sums, dim), lengths
 
 
 def adaptive_avg_pool2d(
-    input: Float[Tensor, "*b c h w"], output_size: int | Sequence[int | None] | None
+    input: Float[Tensor, "*b c h w"],
+    output_size: int | Integral | Sequence[int | Integral | None] | None,
 ) -> Float[Tensor, "*b c h_out w_out"]:
-    """Average over adaptive windows, so that the output has `output_size`, by summed-area tables.
+    """Average over adaptive windows, so that the output has `output_size`, by window sums.
 
     Output cell `i` of an axis of length `n` averages input cells
-    `floor(i * n / out)` to `ceil((i + 1) * n / out)` (exclusive), as in torch;
-    window sums are differences of cumulative sums. An output size of 1 is the
-    global mean.
+    `floor(i * n / out)` to `ceil((i + 1) * n / out)` (exclusive), as in torch:
+    each window is summed over the rows, then over the columns, and divided by
+    its size. A NaN or infinity reaches only the windows that hold it, as in
+    torch. An output size of 1 is the global mean.
 
     Args:
         input: feature maps, batched `(b, c, h, w)` or one `(c, h, w)`.
@@ -535,21 +571,17 @@ def adaptive_avg_pool2d(
         >>> x = torch.arange(5.0).reshape(1, 1, 1, 5)
         >>> adaptive_avg_pool2d(x, (1, 2)).flatten().tolist()
         [1.0, 3.0]
+        >>> adaptive_avg_pool2d(torch.tensor([[[1.0, float("nan"), 2.0, 4.0]]]), (1, 2)).tolist()
+        [[[nan, 3.0]]]
     """
     sizes = _adaptive_sizes(output_size, "adaptive_avg_pool2d")
     _check_feature_maps(tuple(input.shape), "adaptive_avg_pool2d")
-    if tuple(sizes) == (1, 1):
+    if sizes == (1, 1):  # one window: the mean, 10x faster than the sums on a CPU
         return input.mean(dim=(-2, -1), keepdim=True)
-    out = input
-    for dim, size in zip((-2, -1), sizes, strict=True):
-        n = input.shape[dim]
-        if size is None or size == n:
-            continue
-        start, end = _adaptive_bounds(n, size, input.device)
-        table = torch.cumsum(pad(out.movedim(dim, -1), (1, 0)), dim=-1)
-        sums = table.index_select(-1, end) - table.index_select(-1, start)
-        out = (sums / (end - start).to(sums.dtype)).movedim(-1, dim)
-    return out
+    h, w = input.shape[-2:]
+    rows, heights = _adaptive_window_sums(input, -2, h if sizes[0] is None else sizes[0])
+    sums, widths = _adaptive_window_sums(rows, -1, w if sizes[1] is None else sizes[1])
+    return sums / (heights[:, None] * widths).to(sums.dtype)
 
 
 def batch_norm(
@@ -706,13 +738,32 @@ def global_avg_pool2d(input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c"]:
     """Mean over the spatial axes: one value per image and channel.
 
     Args:
-        input: feature maps.
+        input: feature maps, `(b, c, h, w)` with non-empty `c, h, w`.
 
     Returns:
         The pooled features.
+
+    Raises:
+        ValueError: the input is not 4-D with non-empty `c, h, w`.
 
     Example:
         >>> global_avg_pool2d(torch.arange(4.0).reshape(1, 1, 2, 2)).tolist()
         [[1.5]]
     """
+    _check_global_pool_input(tuple(input.shape), "global_avg_pool2d")
     return reduce(input, "b c h w -> b c", "mean")
+
+
+def _check_global_pool_input(shape: tuple[int, ...], name: str) -> None:
+    """Raise unless `shape` is `(b, c, h, w)` with non-empty `c, h, w`.
+
+    torch has no global pooling module: its analogue, `AdaptiveAvgPool2d(1)` then
+    `Flatten()`, takes `(c, h, w)` too but flattens it to `(c, 1)`, not one vector,
+    so only batches are taken; empty feature maps have no mean (torch refuses them).
+    """
+    if len(shape) != 4 or 0 in shape[1:]:
+        hint = "; add a batch axis with input.unsqueeze(0)" if len(shape) == 3 else ""
+        raise ValueError(
+            f"{name} expected input of shape (b, c, h, w) with c, h, w > 0, got "
+            f"{tuple(shape)}{hint}"
+        )

@@ -1,14 +1,3 @@
-"""Waiting for queued device work: shared by the training loop and the benchmarks."""
+"""The old name of `resfx._device_sync`, kept while `train/_loop.py` imports it from here."""
 
-import torch
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for queued GPU work on `device`; a no-op on the CPU.
-
-    Example:
-        >>> synchronize("cpu")
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from ._device_sync import synchronize as synchronize

@@ -18,6 +18,7 @@ Axis names used throughout (and in einops patterns):
 """
 
 from collections.abc import Sequence
+from numbers import Integral
 
 from jaxtyping import Float, Int, Shaped, UInt8
 from torch import Tensor
@@ -27,9 +28,6 @@ Images = Float[Tensor, "b 3 h w"]
 
 ImagesUInt8 = UInt8[Tensor, "b 3 h w"]
 """A batch of raw 8-bit RGB images, channels first."""
-
-FeatureMap = Float[Tensor, "b c h w"]
-"""Activations of a convolutional stage."""
 
 Features = Float[Tensor, "b d"]
 """Pooled features of a backbone (one vector per image)."""
@@ -43,13 +41,13 @@ Labels = Int[Tensor, " b"]
 AnyTensor = Shaped[Tensor, "..."]
 """A tensor of any shape and dtype."""
 
-Size2d = int | Sequence[int]
+Size2d = int | Integral | Sequence[int | Integral]
 """A size on the two spatial axes: one int for both, or `(h, w)`; a one-int sequence counts
-for both, as in torch's 2-D ops (kernel sizes, strides, paddings, dilations)."""
+for both, as in torch's 2-D ops (kernel sizes, strides, paddings, dilations). Any integer
+type counts as an int (`numpy.int64(3)`, as torch takes it), but not `bool`."""
 
 __all__ = [
     "AnyTensor",
-    "FeatureMap",
     "Features",
     "Images",
     "ImagesUInt8",

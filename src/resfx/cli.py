@@ -406,7 +406,7 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _given_or(value: Any, default: Any) -> Any:
+def _default_if_none(value: Any, default: Any) -> Any:
     """`value` unless the flag was not given (`None`); 0 is a value, not a missing one."""
     return default if value is None else value
 
@@ -422,18 +422,18 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     on_gpu = torch.device(device).type == "cuda"
     config = BenchConfig(
         device=device,
-        batch_size=_given_or(namespace.batch_size, 64 if on_gpu else 8),
-        image_size=_given_or(namespace.image_size, 224 if on_gpu else (32 if quick else 64)),
+        batch_size=_default_if_none(namespace.batch_size, 64 if on_gpu else 8),
+        image_size=_default_if_none(namespace.image_size, 224 if on_gpu else (32 if quick else 64)),
         precisions=tuple(namespace.precision or (("fp32", "bf16") if on_gpu else ("fp32",))),
         modes=tuple(
             namespace.mode or (STEP_MODES + (COMPILED_MODES if namespace.compile != "off" else ()))
         ),
         compile=namespace.compile,
         sweep=not namespace.no_sweep,
-        warmup=_given_or(namespace.warmup, 1 if quick else 3),
+        warmup=_default_if_none(namespace.warmup, 1 if quick else 3),
         # --quick on a busy CPU: a step median per round shrugs off one stalled step
-        repeats=_given_or(namespace.repeats, 9 if quick else 10),
-        steps_per_round=_given_or(
+        repeats=_default_if_none(namespace.repeats, 9 if quick else 10),
+        steps_per_round=_default_if_none(
             namespace.steps_per_round, 3 if quick and namespace.repeats is None else 1
         ),
     )
@@ -446,11 +446,11 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     job_args = TrainingArgs(
         data=namespace.job_data,
         weights=namespace.weights,
-        trainset_size=_given_or(namespace.job_trainset_size, 512 if quick else 10_000),
-        testset_size=_given_or(namespace.job_testset_size, 256 if quick else 1_000),
-        epochs=_given_or(namespace.job_epochs, 1 if quick else 5),
-        batch_size=_given_or(namespace.batch_size, 64),
-        image_size=_given_or(namespace.image_size, 64 if quick else 224),
+        trainset_size=_default_if_none(namespace.job_trainset_size, 512 if quick else 10_000),
+        testset_size=_default_if_none(namespace.job_testset_size, 256 if quick else 1_000),
+        epochs=_default_if_none(namespace.job_epochs, 1 if quick else 5),
+        batch_size=_default_if_none(namespace.batch_size, 64),
+        image_size=_default_if_none(namespace.image_size, 64 if quick else 224),
         device=device,
         num_workers=namespace.num_workers,
     )
@@ -669,19 +669,19 @@ def _register_summary(subcommands: Any) -> None:
 
 
 def _run_probe(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .probe import ProbeArgs, format_probe_table, run_probe
+    from .probe import PROBE_OUTPUTS, ProbeArgs, format_probe_table, probe_title, run_probe
 
     values = {field.name: getattr(namespace, field.name) for field in fields(ProbeArgs)}
     try:
         args = ProbeArgs(**values)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         parser.error(str(error))
     rows = run_probe(args)
-    dataset = rows[0].dataset if rows else args.data
-    print(f"resfx probe: linear probe per stage on {dataset} ({args.weights or 'random'} weights)")
+    print(f"resfx {probe_title(rows)}; L2 grid {', '.join(f'{s:g}' for s in args.settings.grid)}")
     print(format_probe_table(rows))
     if args.output_dir is not None:
-        print(f"wrote: {args.output_dir}/probe.json, {args.output_dir}/probe.png")
+        out = Path(args.output_dir).resolve()
+        print("wrote: " + ", ".join(str(out / name) for name in PROBE_OUTPUTS))
     return 0
 
 
@@ -693,8 +693,10 @@ def _register_probe(subcommands: Any) -> None:
         help="which stage transfers best: a linear probe on each stage's frozen features",
         description=(
             "For each architecture, one frozen pass computes every chosen stage's pooled "
-            "features (cached per stage); a linear head is trained on each and tested. Prints "
-            "a table, writes probe.json and probe.png into --output-dir."
+            "features (cached per stage); each stage gets a validation-tuned L2 logistic "
+            "regression (the whole grid in one solve, refit at the best strength) and a "
+            "weighted kNN probe, over --seeds seeds. Prints a table, writes probe.json and "
+            "probe.png into --output-dir (refusing an earlier probe's without --overwrite)."
         ),
     )
     add_dataclass_flags(parser, ProbeArgs)
@@ -759,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as `resfx <command>: error: ...`; `--debug` or `RESFX_DEBUG=1` re-raises
     it with its traceback instead. Warnings print as `resfx <command>: warning: ...`.
     What the output's encoding cannot show (a non-ASCII path under `LANG=C`) is
-    printed escaped (`\\xe9`), so a run never fails on its own report.
+    printed with backslash escapes, so a run never fails on its own report.
 
     Returns:
         The exit status: 0 on success, 1 when the run failed (the error is

@@ -1,6 +1,6 @@
 """Freezing, by concern: what trains and how frozen BatchNorm behaves (`_freeze`, `_policy`),
 optimizer groups and hygiene (`_optim`), the parameter summary (`_summary`), the drift guard
-(`_drift`).
+(`_drift`). Learning-rate schedules live apart, in `resfx._schedule`.
 
 A private package: its public names are re-exported by `resfx` (and the drift guard by
 `resfx.autograd`). It imports `resfx.nn` and plain data only, never `resfx.models`: a model
@@ -12,9 +12,7 @@ from ._drift import DriftGuard as DriftGuard
 from ._finetune import Finetuner as Finetuner
 from ._finetune import OptimizerFactory as OptimizerFactory
 from ._finetune import OptimizerName as OptimizerName
-from ._finetune import Schedule as Schedule
 from ._finetune import Stage as Stage
-from ._finetune import schedule_factor as schedule_factor
 from ._freeze import convert_sync_batchnorm as convert_sync_batchnorm
 from ._freeze import freeze as freeze
 from ._freeze import freeze_to as freeze_to
@@ -49,7 +47,6 @@ __all__ = [
     "OptimizerReport",
     "ParameterRow",
     "ParameterSummary",
-    "Schedule",
     "Stage",
     "StageSpec",
     "StagedModel",
@@ -64,7 +61,6 @@ __all__ = [
     "load_optimizer_state",
     "parameter_groups",
     "parameter_summary",
-    "schedule_factor",
     "stage_map",
     "stage_modules",
     "trainable_parameters",

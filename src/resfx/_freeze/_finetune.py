@@ -37,13 +37,11 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from .._schedule import Schedule, schedule_factor
 from ._freeze import _thaw, freeze
 from ._optim import decay_split
 from ._policy import BNPolicy, check_policy, frozen_state
 from ._stages import StageSpec, stage_map
-
-Schedule = Literal["constant", "cosine", "onecycle"]
-"""The learning-rate schedule over the whole run (see `Finetuner`)."""
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 """The optimizers `Finetuner` builds by name: torch's `Adam`, `AdamW` and `SGD` (momentum 0.9)."""
@@ -52,47 +50,6 @@ OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 """Builds an optimizer from parameter groups, e.g. `lambda groups: torch.optim.RAdam(groups)`."""
 
 _FORMAT = "resfx-finetuner-1"
-_ONECYCLE_PCT, _ONECYCLE_DIV, _ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
-
-
-def _annealing_cos(start: float, end: float, pct: float) -> float:
-    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-
-
-def schedule_factor(schedule: Schedule, step: int, total_steps: int) -> float:
-    """The schedule's factor `f(step)` of the peak learning rate (see `Finetuner`).
-
-    Args:
-        schedule: `"constant"`, `"cosine"` or `"onecycle"`.
-        step: the optimizer step, 0-based.
-        total_steps: the steps of the whole run.
-
-    Returns:
-        The factor, 1 at the peak.
-
-    Raises:
-        ValueError: unknown `schedule`, or `step` outside `[0, total_steps)`.
-
-    Example:
-        >>> schedule_factor("cosine", 5, 10), round(schedule_factor("onecycle", 0, 10), 12)
-        (0.5, 0.04)
-    """
-    if schedule not in get_args(Schedule):
-        raise ValueError(f"unknown schedule {schedule!r}; expected one of {get_args(Schedule)}")
-    if not 0 <= step < total_steps:
-        raise ValueError(f"step must be in [0, {total_steps}), got {step}")
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return (1 + math.cos(math.pi * step / total_steps)) / 2
-    # torch.optim.lr_scheduler.OneCycleLR's two phases, relative to max_lr.
-    initial = 1 / _ONECYCLE_DIV
-    phase_end = float(_ONECYCLE_PCT * total_steps) - 1
-    if step <= phase_end:
-        return _annealing_cos(initial, 1.0, step / phase_end)
-    return _annealing_cos(
-        1.0, initial / _ONECYCLE_FINAL_DIV, (step - phase_end) / (total_steps - 1 - phase_end)
-    )
 
 
 @dataclass(frozen=True)
@@ -462,7 +419,7 @@ class Finetuner:
         differing = [
             f"{key}={saved.get(key)!r} (now {value!r})"
             for key, value in config.items()
-            if key not in extendable and _plain(saved.get(key)) != _plain(value)
+            if key not in extendable and _tuples_as_lists(saved.get(key)) != _tuples_as_lists(value)
         ]
         if differing:
             raise ValueError(
@@ -482,8 +439,8 @@ class Finetuner:
             self._set_learning_rates()
 
 
-def _plain(value: Any) -> Any:
+def _tuples_as_lists(value: Any) -> Any:
     """Lists and tuples compared alike (a state that went through a checkpoint has lists)."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_tuples_as_lists(v) for v in value]
     return value

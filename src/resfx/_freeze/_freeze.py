@@ -20,12 +20,14 @@ from ._optim import add_param_groups, check_new_group_settings
 from ._policy import (
     BNPolicy,
     FrozenState,
+    adopt_record,
     apply_policy,
     check_policy,
     clear_frozen_state,
     converted_behind_freeze,
     frozen_by,
     frozen_state,
+    give_record,
     has_running_stats,
     is_batchnorm,
     note_frozen,
@@ -101,6 +103,15 @@ def freeze(module: M, *, bn: BNPolicy = "eval", model: nn.Module | None = None) 
     with `track_running_stats=True`), gets the policy `bn`, which holds
     through later `model.train()` calls.
 
+    Under `"eval"` a norm's `momentum` is also set to 0 (and restored by
+    `unfreeze`): a wrapper that rebuilds the module from its settings and
+    drops resfx's patched `train` (torch's
+    `SyncBatchNorm.convert_sync_batchnorm`) copies the 0, so the copy, put in
+    train mode by `model.train()`, normalises with batch statistics but leaves
+    the running statistics as they were (for finite batches: `0 * nan` is nan).
+    `resfx.convert_sync_batchnorm` keeps the policy itself; `freeze` and
+    `unfreeze` find the record of such a copy through the statistics it shares.
+
     Why the default `"eval"` differs from plain `requires_grad_(False)`: that
     leaves BatchNorm in train mode, normalising with batch statistics and
     updating its running mean and variance at every forward, so the "frozen"
@@ -154,6 +165,7 @@ def freeze(module: M, *, bn: BNPolicy = "eval", model: nn.Module | None = None) 
             continue
         if converted_behind_freeze(sub):
             warn_converted(names[id(sub)])
+            adopt_record(sub)
         # A shared parameter frozen through another owner first was trainable before it.
         before = {
             name: p.requires_grad or any(_holds_frozen(o, p) for o in frozen_by(p))
@@ -271,6 +283,9 @@ def unfreeze(
         [(0.001, 0.05), (0.001, 0.0)]
     """
     check_new_group_settings(lr, lr_scale, weight_decay)
+    for sub in module.modules():
+        # a copy made behind freeze's back (torch's SyncBatchNorm converter) thaws by its record
+        adopt_record(sub)
     states = [(sub, s) for sub in module.modules() if (s := frozen_state(sub)) is not None]
     shared_thawed = _thaw_shared(module) if not states else []
     if not states and not shared_thawed:
@@ -371,13 +386,7 @@ def convert_sync_batchnorm(module: nn.Module, process_group: Any = None) -> nn.M
         if old is None or state is None or old is sub or frozen_state(sub) is not None:
             continue
         note_thawed(old, running_tensors(old))  # the replaced module no longer owns them
-        asked = state.training
-        set_frozen_state(sub, state)
-        note_frozen(sub, sub.parameters(recurse=False))
-        if state.bn_policy is not None:
-            apply_policy(sub, state, state.bn_policy)
-            if asked is not None:
-                state.training = asked
+        give_record(sub, state)
     return converted
 
 

@@ -4,7 +4,7 @@ import functools
 import warnings
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 from torch import Tensor, nn
@@ -17,7 +17,9 @@ BNPolicy = Literal["eval", "batch", "train"]
 """How a frozen BatchNorm (any module with running statistics, see `has_running_stats`) behaves in train mode.
 
 - `"eval"`: normalise with the running statistics and never update them, even
-  after `model.train()` (the module stays in eval mode).
+  after `model.train()` (the module stays in eval mode; its `momentum` is 0 while
+  frozen, so a copy that loses the mode, such as torch's SyncBatchNorm converter
+  makes, still leaves the statistics as they are).
 - `"batch"`: normalise with each batch's statistics, never update the running
   ones (`num_batches_tracked` stays); eval mode still uses the running statistics.
 - `"train"`: unchanged, as with plain `requires_grad_(False)`: batch statistics
@@ -34,6 +36,12 @@ fixed it by a policy (running statistics). A runtime index, not part of any copy
 `torch.nn.SyncBatchNorm.convert_sync_batchnorm` made behind `freeze`'s back."""
 
 
+_RECORDS: Any = WeakIdKeyDictionary()
+"""Running-statistics tensor -> the `FrozenState` of the norm that holds it under a policy. A copy
+of the module that shares the tensors (what torch's SyncBatchNorm converter makes) but lost the
+record finds it here, so `freeze` and `unfreeze` restore the original settings through it."""
+
+
 @dataclass
 class FrozenState:
     """What `freeze` changed on one module, kept on the module so copies and pickles keep it.
@@ -41,13 +49,16 @@ class FrozenState:
     `requires_grad` holds the flags of the module's own parameters before the
     first `freeze`; `track_running_stats` a BatchNorm's setting before it;
     `training` the mode the latest `train()`/`eval()` call asked of a
-    BatchNorm held in eval mode by the `"eval"` policy.
+    BatchNorm held in eval mode by the `"eval"` policy; `momentum` (when
+    `holds_momentum`) the norm's momentum before that policy set it to 0.
     """
 
     requires_grad: dict[str, bool]
     bn_policy: BNPolicy | None = None
     track_running_stats: bool | None = None
     training: bool | None = None
+    momentum: float | None = None
+    holds_momentum: bool = False
 
 
 def is_batchnorm(module: nn.Module) -> bool:
@@ -149,8 +160,10 @@ def warn_converted(name: str) -> None:
     warnings.warn(
         f"{name or 'the module'} is a SyncBatchNorm made by torch.nn.SyncBatchNorm."
         f"convert_sync_batchnorm from a BatchNorm frozen by resfx.freeze: the conversion dropped "
-        f"its policy, so it runs in train mode and updates its running statistics; convert with "
-        f"resfx.convert_sync_batchnorm, which keeps the policies",
+        f"its policy, so in train mode it normalises with batch statistics (its running "
+        f"statistics stay, held by the momentum 0 or track_running_stats=False it copied, but "
+        f"num_batches_tracked counts); convert with resfx.convert_sync_batchnorm, which keeps the "
+        f"policies, or call resfx.freeze on the converted model again",
         UserWarning,
         stacklevel=3,
     )
@@ -175,7 +188,50 @@ def set_frozen_state(module: nn.Module, state: FrozenState) -> None:
 
 def clear_frozen_state(module: nn.Module) -> None:
     """Drop the record `freeze` left on `module`."""
-    del module.__dict__[_STATE]
+    state = module.__dict__.pop(_STATE)
+    for tensor in _statistics(module):
+        if _RECORDS.get(tensor) is state:
+            del _RECORDS[tensor]
+
+
+def _statistics(module: nn.Module) -> list[Tensor]:
+    return [b for name, b in module.named_buffers(recurse=False) if name in _RUNNING]
+
+
+def _record_of(module: nn.Module) -> FrozenState | None:
+    """The record of the norm whose running statistics `module` shares, `None` if none."""
+    return next((r for t in _statistics(module) if (r := _RECORDS.get(t)) is not None), None)
+
+
+def adopt_record(module: nn.Module) -> bool:
+    """Give a norm that lost `freeze`'s record (a copy sharing its statistics) the original's.
+
+    The copy gets its own copy of the record and its policy again; the record's
+    saved settings (momentum, `track_running_stats`, flags) stay the original
+    module's, whatever the copy was built with.
+
+    Returns:
+        Whether a record was found and adopted.
+    """
+    if frozen_state(module) is not None:
+        return False
+    record = _record_of(module)
+    if record is None:
+        return False
+    give_record(module, replace(record, requires_grad=dict(record.requires_grad)))
+    return True
+
+
+def give_record(module: nn.Module, state: FrozenState) -> None:
+    """Make `state` the record of the norm `module` (a copy of the one it was made on) and
+    apply its policy, keeping the mode the latest `train()`/`eval()` asked for."""
+    asked = state.training
+    set_frozen_state(module, state)
+    note_frozen(module, module.parameters(recurse=False))
+    if state.bn_policy is not None:
+        apply_policy(module, state, state.bn_policy)
+        if asked is not None:
+            state.training = asked
 
 
 def _train_frozen_batchnorm(module: nn.Module, mode: bool = True) -> nn.Module:
@@ -210,12 +266,20 @@ def apply_policy(module: nn.Module, state: FrozenState, bn: BNPolicy) -> None:
     """Make the norm `module` (see `has_running_stats`) behave as `bn` says, recording it in `state`."""
     state.bn_policy = bn
     note_frozen(module, running_tensors(module))
+    for tensor in _statistics(module):
+        _RECORDS[tensor] = state
     if bn == "eval":
         # An instance attribute shadows nn.Module.train for this module only; a partial of a
         # module-level function survives deepcopy and pickle (torch.save of the whole model).
         state.training = module.training
         module.train = functools.partial(_train_frozen_batchnorm, module)
         module.training = False
+        # The patched `train` is lost by any wrapper that rebuilds the module from its
+        # settings (torch's SyncBatchNorm converter): momentum 0 goes with the settings, so a
+        # rebuilt copy put in train mode cannot move the statistics either.
+        if not state.holds_momentum:
+            state.momentum, state.holds_momentum = module.momentum, True
+        module.momentum = 0.0
     elif bn == "batch" and is_batchnorm(module):
         # torch's and resfx's BatchNorm forward: training with track_running_stats=False uses
         # batch statistics and passes no buffers to update; eval mode still uses the buffers.
@@ -230,6 +294,8 @@ def release_policy(module: nn.Module, state: FrozenState) -> None:
         del module.train
         module.training = bool(state.training)
         state.training = None
+        module.momentum = state.momentum
+        state.momentum, state.holds_momentum = None, False
     elif state.bn_policy == "batch" and is_batchnorm(module):
         module.track_running_stats = bool(state.track_running_stats)
     elif state.bn_policy == "batch":
@@ -240,9 +306,12 @@ def bn_policy(module: nn.Module) -> BNPolicy | None:
     """How a BatchNorm behaves now: its `freeze` policy, `"train"` if not frozen by `freeze`.
 
     A BatchNorm frozen by plain `requires_grad_(False)` reports `"train"`: its
-    running statistics still update in train mode. So does a SyncBatchNorm
-    that `torch.nn.SyncBatchNorm.convert_sync_batchnorm` made from a frozen
-    BatchNorm, with a warning (`resfx.convert_sync_batchnorm` keeps policies).
+    running statistics still update in train mode. A SyncBatchNorm that
+    `torch.nn.SyncBatchNorm.convert_sync_batchnorm` made from a BatchNorm frozen
+    with `"eval"` or `"batch"` reports `"batch"`, with a warning: it lost the
+    policy, and in train mode normalises with batch statistics, but the
+    settings it copied hold its running statistics (`resfx.convert_sync_batchnorm`
+    keeps policies).
 
     Args:
         module: any module.
@@ -264,6 +333,9 @@ def bn_policy(module: nn.Module) -> BNPolicy | None:
         return None
     if converted_behind_freeze(module):
         warn_converted(type(module).__name__)
+        # what the copy does: the settings it copied hold the statistics unless it was "train"
+        record = _record_of(module)
+        return "train" if record is None or record.bn_policy == "train" else "batch"
     state = frozen_state(module)
     if state is None or state.bn_policy is None:
         return "train"

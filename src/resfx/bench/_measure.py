@@ -16,7 +16,7 @@ import torch
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
-from .._sync import synchronize
+from .._device_sync import synchronize
 
 _Built = TypeVar("_Built")
 

@@ -12,7 +12,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .._sync import synchronize
+from .._device_sync import synchronize
 from ..data import SyntheticCIFAR10, get_cifar_subset, seed_transform
 from ..models import resolve_weights
 from ..train import DistributedContext, TrainHistory, TrainingArgs, TrainResult, resolve_device

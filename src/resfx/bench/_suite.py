@@ -13,10 +13,10 @@ from torch import Tensor
 from torch import nn as tnn
 from tqdm.auto import tqdm
 
+from .._device_sync import synchronize
 from .._freeze import BNPolicy, freeze_to
 from .._frozen_step import CompileMode, FrozenForward, HeadStep, fold_frozen_backbone
 from .._precision import Precision, autocast
-from .._sync import synchronize
 from .._typing import Features, Images, Labels, Logits
 from ..autograd import SavedTensorMeter, count_graph_nodes
 from ..models import STAGES, resnet34

@@ -20,6 +20,8 @@ from ._cifar import seed_transform as seed_transform
 from ._dataset import from_dataset as from_dataset
 from ._decode import BadImageError as BadImageError
 from ._decode import BadImagePolicy as BadImagePolicy
+from ._decode import StoreWay as StoreWay
+from ._decode import describe_store as describe_store
 from ._decode import resize_to_square as resize_to_square
 from ._decode import to_uint8_image as to_uint8_image
 from ._device import DATASETS as DATASETS
@@ -29,19 +31,24 @@ from ._device import ImageSplit as ImageSplit
 from ._device import StreamedSplit as StreamedSplit
 from ._device import describe_preprocessing as describe_preprocessing
 from ._device import epoch_order as epoch_order
-from ._device import iterate_batches as iterate_batches
 from ._device import load_split as load_split
 from ._device import materialise as materialise
 from ._device import preprocess as preprocess
+from ._files import FileLoader as FileLoader
+from ._files import decode_image_file as decode_image_file
+from ._files import files_digest as files_digest
 from ._folder import FolderLayout as FolderLayout
 from ._folder import FolderLayoutError as FolderLayoutError
 from ._folder import load_folder_split as load_folder_split
 from ._folder import read_image_file as read_image_file
 from ._folder import scan_image_folder as scan_image_folder
+from ._gpu import decode_jpeg_batch as decode_jpeg_batch
 from ._load import check_data_source as check_data_source
 from ._load import load_data as load_data
 from ._loader import DecodedBatch as DecodedBatch
 from ._loader import decoded_batches as decoded_batches
+from ._loader import iterate_batches as iterate_batches
+from ._pool import default_workers as default_workers
 from ._subset import SubsetKind as SubsetKind
 from ._subset import choose_subset as choose_subset
 from ._subset import resolve_subset as resolve_subset
@@ -60,18 +67,25 @@ __all__ = [
     "DatasetName",
     "DatasetUnavailableError",
     "DecodedBatch",
+    "FileLoader",
     "FolderLayout",
     "FolderLayoutError",
     "ImageSplit",
+    "StoreWay",
     "StreamedSplit",
     "SubsetKind",
     "SyntheticCIFAR10",
     "check_data_source",
     "check_subset_size",
     "choose_subset",
+    "decode_image_file",
+    "decode_jpeg_batch",
     "decoded_batches",
+    "default_workers",
     "describe_preprocessing",
+    "describe_store",
     "epoch_order",
+    "files_digest",
     "from_dataset",
     "get_cifar_subset",
     "iterate_batches",

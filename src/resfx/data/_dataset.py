@@ -33,6 +33,7 @@ def from_dataset(
     memory_budget_mib: int = DEFAULT_MEMORY_BUDGET_MIB,
     on_bad_image: BadImagePolicy = "error",
     classes: tuple[str, ...] | None = None,
+    workers: int = 0,
 ) -> ImageSplit | StreamedSplit:
     """One split from any map-style Dataset whose items are `(image, label)`.
 
@@ -57,6 +58,7 @@ def from_dataset(
         memory_budget_mib: the most MiB of uint8 images held at once.
         on_bad_image: `"error"` or `"skip"` for items that fail to load or convert.
         classes: class names; default `dataset.classes` when it has them.
+        workers: processes loading and converting items (0: this process).
 
     Returns:
         The split.
@@ -107,4 +109,5 @@ def from_dataset(
         memory_budget_mib=memory_budget_mib,
         on_bad_image=on_bad_image,
         classes=tuple(found),
+        workers=workers,
     )

@@ -6,8 +6,9 @@ label)`; images become uint8 `(3, s, s)` once, at a common store size `s`
 an image already `s x s` is kept bit for bit).
 """
 
+import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +18,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
+
+_log = logging.getLogger("resfx.data")
 
 BadImagePolicy = Literal["error", "skip"]
 """`"error"`: stop, naming every unreadable file; `"skip"`: leave them out and count them."""
@@ -55,6 +58,15 @@ def _wide_grey(image: Image.Image, where: str) -> Tensor:
             f"it to 8 or 16 bits first"
         )
     return torch.from_numpy(array.astype(np.float64) / 65535)
+
+
+def _check_finite(image: Tensor, where: str) -> None:
+    finite = torch.isfinite(image)
+    if not bool(finite.all()):
+        raise ValueError(
+            f"{where}: the image has {int((~finite).sum())} NaN or infinite values; fix or "
+            f"drop it (a NaN would be stored as black)"
+        )
 
 
 def to_uint8_image(image: Any, where: str) -> Shaped[Tensor, "3 h w"]:
@@ -104,12 +116,7 @@ def to_uint8_image(image: Any, where: str) -> Shaped[Tensor, "3 h w"]:
             f"{tuple(image.shape)}"
         )
     if image.is_floating_point():
-        finite = torch.isfinite(image)
-        if not bool(finite.all()):
-            raise ValueError(
-                f"{where}: the image has {int((~finite).sum())} NaN or infinite values; fix or "
-                f"drop it (a NaN would be stored as black)"
-            )
+        _check_finite(image, where)
         low, high = float(image.min()), float(image.max())
         if low < 0 or high > 1:
             raise ValueError(
@@ -139,24 +146,54 @@ def resize_to_square(image: Shaped[Tensor, "3 h w"], size: int) -> Shaped[Tensor
     return TF.center_crop(resized, [size, size])
 
 
-def describe_store(size: int) -> str:
-    """A stable description of the way in (for cache keys).
+StoreWay = Literal["tensor", "pil", "pil-draft", "nvjpeg"]
+"""How images reach the store size: `"tensor"` (`resize_to_square` on a uint8 tensor: Datasets),
+`"pil"` (files: PIL decode and PIL resize), `"pil-draft"` (files: JPEGs DCT-downscaled first,
+the folder default) or `"nvjpeg"` (files: JPEGs decoded on the GPU, tensor resize there)."""
+
+_WAYS = {
+    "tensor": "",
+    "pil": "PIL decode + PIL ",
+    "pil-draft": "PIL decode, JPEG DCT draft 1/2-1/8 keeping sides >= {twice}, + PIL ",
+    "nvjpeg": "nvjpeg decode (PIL where refused) + tensor ",
+}
+
+
+def describe_store(size: int, way: StoreWay = "tensor") -> str:
+    """A stable description of the way in (for cache keys and store manifests).
+
+    The decoders agree to a few grey levels, not bit for bit, so each has its own
+    text and a store made one way never matches another's key.
+
+    Args:
+        size: the store size.
+        way: how images are decoded and resized (see `StoreWay`).
+
+    Raises:
+        ValueError: an unknown `way`.
 
     Example:
         >>> describe_store(32)
         'uint8 rgb, shorter side to 32 (bilinear, antialias) + centre crop 32'
+        >>> describe_store(32, "pil-draft")[:58]
+        'uint8 rgb, PIL decode, JPEG DCT draft 1/2-1/8 keeping side'
     """
-    return f"uint8 rgb, shorter side to {size} (bilinear, antialias) + centre crop {size}"
+    if way not in _WAYS:
+        raise ValueError(f"unknown way {way!r}; expected one of {tuple(_WAYS)}")
+    prefix = _WAYS[way].format(twice=2 * size)
+    return f"uint8 rgb, {prefix}shorter side to {size} (bilinear, antialias) + centre crop {size}"
 
 
 @dataclass
 class Decoded:
-    """What `decode_examples` read: the images, their labels and positions, and the failures."""
+    """What `decode_examples` read: the images, their labels and positions, and the failures
+    (`bad`: each named with its error; `bad_positions`: their positions)."""
 
     images: list[Tensor]
     labels: list[int]
     kept: list[int]
     bad: list[str]
+    bad_positions: list[int] = field(default_factory=list)
 
 
 def decode_examples(
@@ -185,13 +222,43 @@ def decode_examples(
         except (OSError, RuntimeError, ValueError, SyntaxError) as error:
             # PIL raises OSError/SyntaxError, torchvision's decoders RuntimeError
             out.bad.append(f"{where} ({type(error).__name__}: {str(error)[:120]})")
+            out.bad_positions.append(position)
             continue
         out.labels.append(int(label))
         out.kept.append(position)
     if out.bad and on_bad == "error":
-        raise BadImageError(
-            f"{len(out.bad)} image(s) could not be read: {'; '.join(out.bad[:20])}"
-            f"{' ...' if len(out.bad) > 20 else ''}. Fix or delete them, or pass "
-            f"on_bad_image='skip' (--on-bad-image skip) to leave them out"
-        )
+        raise bad_image_error(out.bad)
     return out
+
+
+def bad_image_error(bad: Sequence[str]) -> BadImageError:
+    """The error for unreadable images: how many, the first 20 named, and what to do.
+
+    Example:
+        >>> str(bad_image_error(["a.jpg (OSError: truncated)"]))[:50]
+        '1 image(s) could not be read: a.jpg (OSError: trun'
+    """
+    return BadImageError(
+        f"{len(bad)} image(s) could not be read: {'; '.join(bad[:20])}"
+        f"{' ...' if len(bad) > 20 else ''}. Fix or delete them, or pass "
+        f"on_bad_image='skip' (--on-bad-image skip) to leave them out"
+    )
+
+
+def log_skipped(paths: Sequence[str], what: str) -> None:
+    """Log (as a warning, printed when logging is not set up) how many images were skipped and
+    the first 10 of them.
+
+    Example:
+        >>> log_skipped([], "the test split")  # nothing skipped, nothing said
+    """
+    if not paths:
+        return
+    shown = ", ".join(paths[:10])
+    _log.warning(
+        "skipped %d unreadable image(s) of %s: %s%s",
+        len(paths),
+        what,
+        shown,
+        " ..." if len(paths) > 10 else "",
+    )

@@ -15,7 +15,7 @@ resizes floats; bilinear upsampling (32 -> 224) is the same filter in both
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -25,9 +25,18 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from .._typing import Images, ImagesUInt8, Labels
+from .._typing import ImagesUInt8, Labels
 from ._cifar import CIFAR10_SIZES, IMAGENET_MEAN, IMAGENET_STD, check_subset_size, load_cifar10
-from ._decode import BadImageError, BadImagePolicy, Loader, decode_examples, describe_store
+from ._decode import (
+    BadImageError,
+    BadImagePolicy,
+    Loader,
+    bad_image_error,
+    decode_examples,
+    describe_store,
+    log_skipped,
+)
+from ._pool import decode_chunks
 from ._subset import SubsetKind, choose_subset, resolve_subset, warn_missing_classes
 from ._synthetic import SyntheticCIFAR10
 
@@ -55,6 +64,7 @@ class ImageSplit:
         split: `"train"` or `"test"`.
         skipped: unreadable images left out when it was made (`on_bad_image="skip"`).
         classes: the class names, when the source has them (folders, Datasets).
+        skipped_paths: those images' paths (or names), in the source's order.
 
     Raises:
         ValueError: the split is not `"train"` or `"test"`.
@@ -74,6 +84,7 @@ class ImageSplit:
     split: str
     skipped: int = 0
     classes: tuple[str, ...] = ()
+    skipped_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.split not in CIFAR10_SIZES:
@@ -99,6 +110,7 @@ class ImageSplit:
             self.split,
             self.skipped,
             self.classes,
+            self.skipped_paths,
         )
 
     @property
@@ -139,7 +151,10 @@ class StreamedSplit:
     (`labels`, `indices`, `dataset`, `split`, `len`, `to`, `gather`,
     `content_digest`, `device`); `gather` decodes the chosen images, resizes
     them to the store size and sends them to the device, so host memory holds
-    one batch.
+    one batch. A pass ([`decoded_batches`][resfx.data.decoded_batches],
+    [`iterate_batches`][resfx.data.iterate_batches]) decodes in `workers`
+    processes and applies `on_bad_image` to images that fail only then (their
+    paths are added to `skipped_paths`).
 
     Args:
         loader: `loader(i) -> (image, label)` for positions of the source.
@@ -154,6 +169,9 @@ class StreamedSplit:
         device: where gathered images go.
         skipped: unreadable images left out when it was made.
         classes: the class names, if known.
+        workers: worker processes a pass decodes in (0: the calling process).
+        on_bad_image: what a pass does with an image that fails to decode.
+        skipped_paths: the paths of the images left out so far.
 
     Example:
         >>> loader = lambda i: (torch.full((3, 8, 8), i, dtype=torch.uint8), i % 2)
@@ -177,6 +195,10 @@ class StreamedSplit:
         device: torch.device | str = "cpu",
         skipped: int = 0,
         classes: tuple[str, ...] = (),
+        *,
+        workers: int = 0,
+        on_bad_image: BadImagePolicy = "error",
+        skipped_paths: Sequence[str] = (),
     ) -> None:
         self.loader = loader
         self.positions = list(positions)
@@ -188,11 +210,38 @@ class StreamedSplit:
         self.digest = digest
         self.describe = describe
         self.device = torch.device(device)
-        self.skipped = skipped
         self.classes = classes
+        self.workers = workers
+        self.on_bad_image = on_bad_image
+        self._skipped_paths = list(skipped_paths)
+        self._skipped_before = skipped - len(self._skipped_paths)
 
     def __len__(self) -> int:
         return len(self.positions)
+
+    @property
+    def skipped(self) -> int:
+        """How many images were left out, when it was made and by the passes since."""
+        return self._skipped_before + len(self._skipped_paths)
+
+    @property
+    def skipped_paths(self) -> tuple[str, ...]:
+        """The paths of the images left out, when it was made and by the passes since."""
+        return tuple(self._skipped_paths)
+
+    def record_skipped(self, paths: Sequence[str]) -> list[str]:
+        """Add images a pass left out (each path once); returns the ones not known before.
+
+        Example:
+            >>> loader = lambda i: (torch.zeros(3, 4, 4, dtype=torch.uint8), 0)
+            >>> s = StreamedSplit(loader, [0], torch.tensor([0]), torch.arange(1), "t", "test",
+            ...                   4, "", str)
+            >>> s.record_skipped(["a", "a"]), s.skipped
+            (['a'], 1)
+        """
+        new = [path for path in dict.fromkeys(paths) if path not in self._skipped_paths]
+        self._skipped_paths += new
+        return new
 
     def to(self, device: torch.device | str) -> "StreamedSplit":
         """The same split, gathering onto `device` (labels move there now).
@@ -217,13 +266,16 @@ class StreamedSplit:
             device,
             self.skipped,
             self.classes,
+            workers=self.workers,
+            on_bad_image=self.on_bad_image,
+            skipped_paths=self._skipped_paths,
         )
 
     def gather(self, chosen: Int[Tensor, " m"]) -> ImagesUInt8:
         """Decode the examples at `chosen` (positions in this split) into uint8 on the device.
 
         Raises:
-            BadImageError: an image that decoded before no longer does (the file changed).
+            BadImageError: one of them cannot be read.
 
         Example:
             >>> loader = lambda i: (torch.zeros(3, 4, 4, dtype=torch.uint8), 0)
@@ -248,6 +300,10 @@ class StreamedSplit:
         return self.digest
 
 
+_CHUNK = 256
+"""Images decoded per chunk when a split is made (one chunk per worker in flight)."""
+
+
 def materialise(
     loader: Loader,
     positions: Sequence[int],
@@ -259,8 +315,18 @@ def materialise(
     memory_budget_mib: int = DEFAULT_MEMORY_BUDGET_MIB,
     on_bad_image: BadImagePolicy = "error",
     classes: tuple[str, ...] = (),
+    workers: int = 0,
+    source_digest: Callable[[], str] | None = None,
+    labels: Sequence[int] | None = None,
+    skipped_paths: Sequence[str] = (),
 ) -> ImageSplit | StreamedSplit:
     """Decode a source's examples once into an `ImageSplit`, or stream them over the budget.
+
+    Under the budget every image is decoded once, here, in `workers` processes.
+    Over it, a source that can key its examples without decoding them
+    (`source_digest` and `labels`: a folder hashes its files' bytes) gives a
+    `StreamedSplit` with nothing decoded; any other source is decoded once here
+    to check each image, read its label and hash its pixels.
 
     Args:
         loader: `loader(i) -> (image, label)`.
@@ -272,13 +338,17 @@ def materialise(
         memory_budget_mib: the most MiB of uint8 images held at once.
         on_bad_image: `"error"` or `"skip"` (see `BadImagePolicy`).
         classes: the class names, if known.
+        workers: worker processes that decode (0: this process).
+        source_digest: the examples' content key, computed without decoding.
+        labels: each position's label (needed with `source_digest`).
+        skipped_paths: examples the source left out already (e.g. by their headers).
 
     Returns:
         An `ImageSplit` (resident, on the CPU) or a `StreamedSplit`.
 
     Raises:
         BadImageError: unreadable images with `on_bad_image="error"`, or none readable.
-        ValueError: a non-positive budget or store size.
+        ValueError: a non-positive budget or store size, or `source_digest` without `labels`.
 
     Example:
         >>> loader = lambda i: (torch.full((3, 6, 6), 9, dtype=torch.uint8), 1)
@@ -295,51 +365,80 @@ def materialise(
             f"store_size must be positive and memory_budget_mib non-negative, got {store_size} "
             f"and {memory_budget_mib}"
         )
-    needed = len(positions) * 3 * store_size * store_size
-    if needed <= memory_budget_mib * 2**20:
-        decoded = decode_examples(loader, positions, store_size, describe, on_bad_image)
-        if not decoded.images:
-            raise BadImageError(f"none of the {len(positions)} images could be read")
-        return ImageSplit(
-            torch.stack(decoded.images),
-            torch.tensor(decoded.labels, dtype=torch.int64),
-            torch.tensor(decoded.kept, dtype=torch.int64),
+    if source_digest is not None and (labels is None or len(labels) != len(positions)):
+        raise ValueError("materialise: source_digest needs labels, one per position")
+    over = len(positions) * 3 * store_size * store_size > memory_budget_mib * 2**20
+    streamed = dict(workers=workers, on_bad_image=on_bad_image, classes=classes)
+    if over and source_digest is not None and labels is not None:
+        log_skipped(skipped_paths, f"the {split} split of {dataset}")
+        return StreamedSplit(
+            loader,
+            positions,
+            torch.tensor(list(labels), dtype=torch.int64),
+            torch.tensor(list(positions), dtype=torch.int64),
             dataset,
             split,
-            skipped=len(decoded.bad),
-            classes=classes,
+            store_size,
+            source_digest(),
+            describe,
+            skipped=len(skipped_paths),
+            skipped_paths=skipped_paths,
+            **streamed,
         )
-    # Over the budget: one pass checks every image, reads the labels and hashes the pixels
-    # for the cache key; only one chunk is held at a time.
     kept: list[int] = []
-    labels: list[int] = []
-    bad = 0
+    kept_labels: list[int] = []
+    bad: list[str] = []
+    bad_paths = list(skipped_paths)
+    held = (
+        None if over else torch.empty(len(positions), 3, store_size, store_size, dtype=torch.uint8)
+    )
+    # Over the budget (a source that cannot key itself): this one pass checks every image,
+    # reads the labels and hashes the pixels; one chunk per worker is held at a time.
     digest = hashlib.sha256(describe_store(store_size).encode())
-    for start in range(0, len(positions), 256):
-        chunk = list(positions[start : start + 256])
-        decoded = decode_examples(loader, chunk, store_size, describe, on_bad_image)
-        kept += decoded.kept
-        labels += decoded.labels
-        bad += len(decoded.bad)
-        for image in decoded.images:
-            digest.update(image.numpy().tobytes())
+    chunks = [positions[start : start + _CHUNK] for start in range(0, len(positions), _CHUNK)]
+    for chunk in decode_chunks(loader, describe, store_size, chunks, workers=workers):
+        if held is None:
+            digest.update(chunk.images.numpy().tobytes())
+        else:
+            held[len(kept) : len(kept) + len(chunk.kept)] = chunk.images
+        kept += chunk.kept
+        kept_labels += chunk.labels
+        bad += chunk.bad
+        bad_paths += [describe(position) for position in chunk.bad_positions]
+    if bad and on_bad_image == "error":
+        raise bad_image_error(bad)
     if not kept:
         raise BadImageError(f"none of the {len(positions)} images could be read")
-    label_tensor = torch.tensor(labels, dtype=torch.int64)
+    log_skipped(bad_paths, f"the {split} split of {dataset}")
+    label_tensor = torch.tensor(kept_labels, dtype=torch.int64)
+    kept_tensor = torch.tensor(kept, dtype=torch.int64)
+    if held is not None:
+        images = held if len(kept) == len(positions) else held[: len(kept)].clone()
+        return ImageSplit(
+            images,
+            label_tensor,
+            kept_tensor,
+            dataset,
+            split,
+            skipped=len(bad_paths),
+            classes=classes,
+            skipped_paths=tuple(bad_paths),
+        )
     digest.update(label_tensor.numpy().tobytes())
-    digest.update(torch.tensor(kept, dtype=torch.int64).numpy().tobytes())
+    digest.update(kept_tensor.numpy().tobytes())
     return StreamedSplit(
         loader,
         kept,
         label_tensor,
-        torch.tensor(kept, dtype=torch.int64),
+        kept_tensor,
         dataset,
         split,
         store_size,
         digest.hexdigest(),
         describe,
-        skipped=bad,
-        classes=classes,
+        skipped=len(bad_paths),
+        skipped_paths=bad_paths,
+        **streamed,
     )
 
 
@@ -508,44 +607,3 @@ def epoch_order(
     )
     sampler.set_epoch(epoch)
     return torch.tensor(list(sampler), dtype=torch.int64)
-
-
-def iterate_batches(
-    split: ImageSplit | StreamedSplit,
-    order: Int[Tensor, " m"],
-    batch_size: int,
-    *,
-    image_size: int,
-    skip_batches: int = 0,
-) -> Iterator[tuple[Images, Labels]]:
-    """Preprocessed batches of `split` in the given order, built on the split's device.
-
-    Args:
-        split: the images and labels (move them to the device first); a streamed
-            split decodes each batch here.
-        order: the examples to visit, e.g. from [`epoch_order`][resfx.data.epoch_order].
-        batch_size: examples per batch; the last batch may be smaller.
-        image_size: side of the resized images.
-        skip_batches: batches to leave out at the start (to resume mid-epoch).
-
-    Yields:
-        `(images, labels)`: normalised float32 images `(b, 3, image_size, image_size)` and labels.
-
-    Raises:
-        ValueError: `batch_size` is not positive.
-
-    Example:
-        >>> import torch
-        >>> s = load_split("synthetic", "test", 5)
-        >>> [tuple(x.shape) for x, _ in iterate_batches(s, torch.arange(5), 2, image_size=32)]
-        [(2, 3, 32, 32), (2, 3, 32, 32), (1, 3, 32, 32)]
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    labels = split.labels
-    for start in range(skip_batches * batch_size, len(order), batch_size):
-        chosen = order[start : start + batch_size]
-        yield (
-            preprocess(split.gather(chosen.to(split.device)), image_size),
-            labels[chosen.to(labels.device)],
-        )

@@ -2,7 +2,7 @@
 folder split by a seeded fraction. Class names come from the sub-folders, sorted."""
 
 import os
-import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from ._decode import BadImagePolicy, to_uint8_image
+from ._decode import BadImageError, BadImagePolicy, describe_store, to_uint8_image
 from ._device import DEFAULT_MEMORY_BUDGET_MIB, ImageSplit, StreamedSplit, materialise
+from ._files import FileLoader, files_digest, readable_header, regular_file
 from ._subset import SubsetKind, choose_subset, resolve_subset, warn_missing_classes
 
 _TEST_FOLDERS = ("test", "val")
@@ -181,12 +182,7 @@ def scan_image_folder(
 
 def _open_image(path: str) -> Image.Image:
     """`Image.open` on a regular file only: opening a FIFO blocks until something writes to it."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(
-            f"{path} is not a regular file (a FIFO, socket or device?); only regular files "
-            f"are read as images"
-        )
-    return Image.open(path)
+    return Image.open(regular_file(path))
 
 
 def read_image_file(path: str) -> torch.Tensor:
@@ -238,8 +234,20 @@ def load_folder_split(
     fallback_store_size: int = 224,
     memory_budget_mib: int = DEFAULT_MEMORY_BUDGET_MIB,
     on_bad_image: BadImagePolicy = "error",
+    workers: int = 0,
+    draft: bool = True,
 ) -> ImageSplit | StreamedSplit:
     """One split of an image folder as uint8 images, decoded once (or streamed over the budget).
+
+    Files are decoded by `decode_image_file` (PIL; JPEGs DCT-downscaled first
+    with `draft`) in `workers` processes. Under the budget each image is decoded
+    once, here. Over it nothing is decoded here: the split's key hashes the
+    files' bytes (`files_digest`) and each pass decodes each image once.
+
+    With `on_bad_image="skip"`, files whose header PIL does not recognise (not
+    an image, empty, unreadable) are dropped *before* `size` images are chosen,
+    so `size` counts readable files; a file that fails only when decoded
+    (e.g. truncated) is left out then, and the split holds fewer.
 
     Args:
         root: the folder (see `scan_image_folder`).
@@ -256,7 +264,10 @@ def load_folder_split(
         memory_budget_mib: the most MiB of uint8 images held at once; above it
             the split is streamed from the files every pass.
         on_bad_image: `"error"` (stop, naming every unreadable file) or `"skip"`
-            (leave them out; `split.skipped` counts them).
+            (leave them out; `split.skipped` counts them, `split.skipped_paths`
+            names them, and they are logged).
+        workers: processes decoding (0: this process).
+        draft: allow the DCT-downscaled JPEG decode (see `describe_store`).
 
     Returns:
         The split; its `dataset` is `"folder:<absolute path>"`, `classes` the class names.
@@ -277,15 +288,25 @@ def load_folder_split(
         (torch.Size([2, 3, 10, 10]), ('cat', 'dog'))
     """
     layout = scan_image_folder(root, test_fraction=test_fraction, seed=seed)
-    files = layout.files(split)
-    if not files:
+    every = layout.files(split)
+    if not every:
         raise FolderLayoutError(f"the {split} split of {layout.root} has no images")
+    unreadable: list[str] = []
+    files = every
+    if on_bad_image == "skip":
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            readable = list(pool.map(readable_header, [path for path, _ in every], chunksize=64))
+        files = tuple(f for f, ok in zip(every, readable, strict=True) if ok)
+        unreadable = [path for (path, _), ok in zip(every, readable, strict=True) if not ok]
     labels = [label for _, label in files]
     if size is not None and size > len(files):
+        dropped = f" readable ({len(unreadable)} unreadable left out)" if unreadable else ""
         raise ValueError(
             f"{split}set_size={size} is larger than the {split} split of {layout.root} "
-            f"({len(files)} images); pass at most {len(files)}"
+            f"({len(files)} images{dropped}); pass at most {len(files)}"
         )
+    if not files:
+        raise BadImageError(f"none of the {len(every)} images of {layout.root} can be read")
     subset = resolve_subset(subset, shuffled=False)
     positions = choose_subset(labels, size or len(files), subset, seed=seed)
     warn_missing_classes(
@@ -297,15 +318,22 @@ def load_folder_split(
     )
     paths = [files[i][0] for i in positions]
     side = store_size or _store_size_of(paths, fallback_store_size)
-    name = f"folder:{layout.root.resolve()}"
+    loader = FileLoader(files, side, draft=draft)
+    description = describe_store(side, "pil-draft" if draft else "pil")
     return materialise(
-        lambda i: (read_image_file(files[i][0]), files[i][1]),
+        loader,
         positions,
-        dataset=name,
+        dataset=f"folder:{layout.root.resolve()}",
         split=split,
         store_size=side,
-        describe=lambda i: files[i][0],
+        describe=loader.describe,
         memory_budget_mib=memory_budget_mib,
         on_bad_image=on_bad_image,
         classes=layout.classes,
+        workers=workers,
+        source_digest=lambda: files_digest(
+            [files[i] for i in positions], layout.root, description, threads=max(1, workers)
+        ),
+        labels=[labels[i] for i in positions],
+        skipped_paths=unreadable,
     )

@@ -49,6 +49,8 @@ def load_data(
     fallback_store_size: int = 224,
     memory_budget_mib: int = DEFAULT_MEMORY_BUDGET_MIB,
     on_bad_image: BadImagePolicy = "error",
+    workers: int = 0,
+    draft: bool = True,
 ) -> ImageSplit | StreamedSplit:
     """`size` examples of a split of `"cifar10"`, `"synthetic"` or an image folder's path.
 
@@ -66,6 +68,8 @@ def load_data(
         fallback_store_size: a folder: the store size when images differ in size.
         memory_budget_mib: a folder: the most MiB held on the device, else streamed.
         on_bad_image: a folder: `"error"` or `"skip"` unreadable files.
+        workers: a folder: processes decoding its images (the CLI passes the usable cores).
+        draft: a folder: allow the DCT-downscaled JPEG decode (see `load_folder_split`).
 
     Returns:
         The split on the CPU.
@@ -94,4 +98,6 @@ def load_data(
         fallback_store_size=fallback_store_size,
         memory_budget_mib=memory_budget_mib,
         on_bad_image=on_bad_image,
+        workers=workers,
+        draft=draft,
     )

@@ -1,67 +1,55 @@
-"""Public factories with torchvision's signatures, the model registry and `create_model`.
+"""The zoo's public factories, generated from `resfx._zoo`'s specs, and `create_model`.
 
-Each architecture's named weights are its own: `resnet18(weights="IMAGENET1K_V1")`
-fetches ResNet18's file, and a name of another architecture is refused with the
-names that fit.
+Each architecture is one `ArchSpec` in `resfx._zoo.ZOO`: its `ResNetConfig` fields,
+its factory (keyword-only, torchvision's signature, a docstring written from the
+spec) and its named weights come from there. Each architecture's named weights
+are its own: `resnet18(weights="IMAGENET1K_V1")` fetches ResNet18's file, and a
+name of another architecture is refused with the names that fit.
 """
 
 import dataclasses
+import enum
+import functools
+import inspect
 import os
+import textwrap
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import Tensor
 
 from .. import nn
-from .._weights import (
-    PRETRAINED,
-    TORCHVISION_WEIGHTS,
-    check_state_dict,
-    fetch_pretrained,
-    read_checkpoint,
-)
+from .._weights._download import fetch_pretrained
+from .._weights._load import REFERENCE_STATES, check_state_dict, read_checkpoint
+from .._weights._registry import PRETRAINED
+from .._zoo import ZOO, ArchSpec
 from ._resnet import ResNet, ResNetConfig
 
-Weights = str | os.PathLike[str] | Any | None
+Weights = str | os.PathLike[str] | enum.Enum | None
 """`None`, a weights name (`"IMAGENET1K_V2"`, `"DEFAULT"`, `"resnet50.tv2_in1k"`),
-torchvision's enum member (`ResNet50_Weights.IMAGENET1K_V2`), or a checkpoint path."""
+torchvision's enum member (`ResNet50_Weights.IMAGENET1K_V2`, an `enum.Enum`), or a
+checkpoint path."""
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "resnet18": {"layers": (2, 2, 2, 2), "block": "basic"},
-    "resnet34": {"layers": (3, 4, 6, 3), "block": "basic"},
-    "resnet50": {"layers": (3, 4, 6, 3), "block": "bottleneck"},
-    "resnet101": {"layers": (3, 4, 23, 3), "block": "bottleneck"},
-    "resnet152": {"layers": (3, 8, 36, 3), "block": "bottleneck"},
-    "wide_resnet50_2": {"layers": (3, 4, 6, 3), "block": "bottleneck", "width_per_group": 128},
-    "wide_resnet101_2": {"layers": (3, 4, 23, 3), "block": "bottleneck", "width_per_group": 128},
-    "resnext50_32x4d": {
-        "layers": (3, 4, 6, 3),
-        "block": "bottleneck",
-        "groups": 32,
-        "width_per_group": 4,
-    },
-    "resnext101_32x8d": {
-        "layers": (3, 4, 23, 3),
-        "block": "bottleneck",
-        "groups": 32,
-        "width_per_group": 8,
-    },
-    "resnext101_64x4d": {
-        "layers": (3, 4, 23, 3),
-        "block": "bottleneck",
-        "groups": 64,
-        "width_per_group": 4,
-    },
+    name: {
+        "layers": spec.layers,
+        "block": spec.block,
+        **({"groups": spec.groups} if spec.groups != 1 else {}),
+        **({"width_per_group": spec.width_per_group} if spec.width_per_group != 64 else {}),
+    }
+    for name, spec in ZOO.items()
 }
-"""Each architecture's `ResNetConfig` fields, as torchvision builds it."""
+"""Each architecture's `ResNetConfig` fields, as torchvision builds it (from `resfx._zoo`)."""
 
 
 def list_models() -> list[str]:
     """Names of every architecture `create_model` builds, in size order within each family.
 
     Example:
-        >>> list_models()[:3]
-        ['resnet18', 'resnet34', 'resnet50']
+        >>> list_models()[0], "wide_resnet50_2" in list_models()
+        ('resnet18', True)
     """
     return list(ARCHITECTURES)
 
@@ -83,19 +71,13 @@ def available_weights(arch: str) -> list[str]:
         ['IMAGENET1K_V1', 'IMAGENET1K_V2', 'resnet50.tv_in1k', 'resnet50.tv2_in1k']
     """
     _check_arch(arch)
-    specs = [spec for spec in PRETRAINED.values() if spec.arch == arch]
+    specs = [entry for entry in PRETRAINED.values() if entry.arch == arch]
     return [spec.tag if spec.tag.startswith("IMAGENET") else spec.name for spec in specs]
 
 
 def _check_arch(arch: str) -> None:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {list_models()}")
-
-
-def _default_tag(arch: str) -> str:
-    from torchvision import models
-
-    return getattr(models, TORCHVISION_WEIGHTS[arch]).DEFAULT.name
 
 
 def resolve_weights(arch: str, weights: Weights) -> str | Path | None:
@@ -121,16 +103,21 @@ def resolve_weights(arch: str, weights: Weights) -> str | Path | None:
     _check_arch(arch)
     if weights is None:
         return None
-    enum_class = type(weights).__name__
-    if enum_class.endswith("_Weights"):
-        if enum_class != TORCHVISION_WEIGHTS[arch]:
+    if isinstance(weights, enum.Enum):
+        enum_class = type(weights).__name__
+        if enum_class != ZOO[arch].torchvision_enum:
             raise ValueError(
                 f"{enum_class}.{weights.name} are weights for another architecture; {arch} "
-                f"takes {TORCHVISION_WEIGHTS[arch]} or one of {available_weights(arch)}"
+                f"takes {ZOO[arch].torchvision_enum} or one of {available_weights(arch)}"
             )
         weights = weights.name
     if isinstance(weights, str):
-        tag = _default_tag(arch) if weights == "DEFAULT" else weights
+        tag = ZOO[arch].default if weights == "DEFAULT" else weights
+        if tag is None:
+            raise ValueError(
+                f"{arch} has no published weights, so weights='DEFAULT' means nothing; pass "
+                f"weights=None (random init) or the path of a checkpoint"
+            )
         for key in (f"{arch}.{tag}", tag):
             if key in PRETRAINED and PRETRAINED[key].arch == arch:
                 return key
@@ -169,14 +156,17 @@ def _build(
     fields = {**ARCHITECTURES[arch], **config, "num_classes": num_classes}
     if dilation is not None:
         fields["replace_stride_with_dilation"] = tuple(dilation)
-    config = ResNetConfig(**fields)
-    return ResNet(config) if resolved is None else _pretrained(config, resolved, progress)
+    shape = ResNetConfig(**fields)
+    return ResNet(shape) if resolved is None else _pretrained(shape, resolved, progress)
 
 
 def _pretrained(config: ResNetConfig, weights: str | Path, progress: bool) -> ResNet:
-    """Build on the meta device, skipping the random initialisation the checkpoint replaces, and
-    take the checkpoint's tensors as the parameters (`assign=True`, no copy). For a pretrained
-    ResNet34 on a 2-core CPU: 0.28 s instead of 1.65 s for random init and a copying load."""
+    """Build on the meta device and take the checkpoint's tensors as the parameters.
+
+    No random initialisation that the checkpoint replaces, and no copy (`assign=True`). For a
+    pretrained ResNet34 on a 2-core CPU: 0.28 s instead of 1.65 s for random init and a copying
+    load.
+    """
     path = fetch_pretrained(weights, progress=progress) if isinstance(weights, str) else weights
     with torch.device("meta"):
         model = ResNet(config)
@@ -240,426 +230,144 @@ def create_model(
     return model
 
 
-def resnet18(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-) -> ResNet:
-    """ResNet18 (basic blocks 2-2-2-2), torchvision's signature, optionally pretrained.
+class BasicFactory(Protocol):
+    """The signature of a factory of basic-block ResNets (`resnet18`, `resnet34`)."""
 
-    Args:
-        weights: `None` (random init, as torchvision's), `"IMAGENET1K_V1"` /
-            `"DEFAULT"` (torchvision's ImageNet file, downloaded and hash-checked
-            into `$TORCH_HOME/hub/checkpoints`), `"resnet18.tv_in1k"` (timm's
-            copy), `ResNet18_Weights.IMAGENET1K_V1`, or a checkpoint path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; must be 1000 for named ImageNet weights
-            (`create_model` replaces the head instead).
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights, weights of another architecture, or
-            `num_classes` differs from the named weights'.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> sum(p.numel() for p in resnet18().parameters())
-        11689512
-    """
-    return _build("resnet18", weights, progress, num_classes, zero_init_residual=zero_init_residual)
+    def __call__(
+        self,
+        *,
+        weights: Weights = None,
+        progress: bool = True,
+        num_classes: int = 1000,
+        zero_init_residual: bool = False,
+    ) -> ResNet: ...
 
 
-def resnet34(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-) -> ResNet:
-    """ResNet34 (basic blocks 3-4-6-3); the same arguments as `resnet18`.
+class VariantFactory(Protocol):
+    """The signature of a factory of a bottleneck variant whose width and groups are fixed."""
 
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"` / `"DEFAULT"`, `"resnet34.tv_in1k"`,
-            `ResNet34_Weights.IMAGENET1K_V1`, or a checkpoint path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> model = resnet34(num_classes=10)
-        >>> sum(p.numel() for p in model.parameters())
-        21289802
-    """
-    return _build("resnet34", weights, progress, num_classes, zero_init_residual=zero_init_residual)
+    def __call__(
+        self,
+        *,
+        weights: Weights = None,
+        progress: bool = True,
+        num_classes: int = 1000,
+        zero_init_residual: bool = False,
+        replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
+    ) -> ResNet: ...
 
 
-def resnet50(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    groups: int = 1,
-    width_per_group: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """ResNet50 (bottlenecks 3-4-6-3, torchvision's v1.5: stride on the 3x3 convolution).
+class BottleneckFactory(Protocol):
+    """The signature of `resnet50`, `resnet101`, `resnet152`: groups and width are keywords."""
 
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"`, `"IMAGENET1K_V2"` (= `"DEFAULT"`,
-            trained for a 232 resize), `"resnet50.tv_in1k"`, `"resnet50.tv2_in1k"`,
-            `ResNet50_Weights.*`, or a checkpoint path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        groups: groups of each 3x3 convolution (torchvision's keyword).
-        width_per_group: width per group (torchvision's keyword).
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4
-            (e.g. `(False, True, True)` for output stride 8, as in segmentation).
+    def __call__(
+        self,
+        *,
+        weights: Weights = None,
+        progress: bool = True,
+        num_classes: int = 1000,
+        zero_init_residual: bool = False,
+        groups: int = 1,
+        width_per_group: int = 64,
+        replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
+    ) -> ResNet: ...
 
-    Returns:
-        The model, in train mode, on the CPU.
 
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
+_ARGUMENTS = {
+    "progress": "show a download progress bar.",
+    "num_classes": "outputs of `fc`; must be 1000 for named ImageNet weights (`create_model` "
+    "replaces the head instead).",
+    "zero_init_residual": "start each block's last BatchNorm scale at zero.",
+    "groups": "groups of each 3x3 convolution (torchvision's keyword).",
+    "width_per_group": "width per group (torchvision's keyword).",
+    "replace_stride_with_dilation": "dilate instead of striding in layer2..layer4 (e.g. "
+    "`(False, True, True)` for output stride 8, as in segmentation).",
+}
 
-    Example:
-        >>> sum(p.numel() for p in resnet50().parameters())
-        25557032
-    """
-    return _build(
-        "resnet50",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        groups=groups,
-        width_per_group=width_per_group,
+
+def _weights_argument(spec: ArchSpec) -> str:
+    if not spec.weights and not spec.timm:
+        return "`None` (random init; no weights are published for it) or a checkpoint path."
+    tags = ", ".join(
+        f'`"{file.tag}"` (= `"DEFAULT"`, resize {file.resize_size})'
+        if file.tag == spec.default
+        else f'`"{file.tag}"` (resize {file.resize_size})'
+        for file in spec.weights
+    )
+    copies = ", ".join(f'`"{spec.name}.{copy.tag}"`' for copy in spec.timm)
+    return (
+        f"`None` (random init, as torchvision's); torchvision's ImageNet files {tags}, "
+        f"downloaded into `$TORCH_HOME/hub/checkpoints` and hash-checked; timm's copies "
+        f"{copies}; `torchvision.models.{spec.torchvision_enum}` members; or a checkpoint path."
     )
 
 
-def resnet101(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    groups: int = 1,
-    width_per_group: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """ResNet101 (bottlenecks 3-4-23-3); the same arguments as `resnet50`.
-
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"`, `"IMAGENET1K_V2"` (= `"DEFAULT"`),
-            `"resnet101.tv_in1k"`, `"resnet101.tv2_in1k"`, an enum member or a path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        groups: groups of each 3x3 convolution.
-        width_per_group: width per group.
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> import torch
-        >>> with torch.device("meta"):
-        ...     print(sum(p.numel() for p in resnet101().parameters()))
-        44549160
-    """
-    return _build(
-        "resnet101",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        groups=groups,
-        width_per_group=width_per_group,
-    )
+def _docstring(spec: ArchSpec, signature: inspect.Signature) -> str:
+    """The factory's docstring, written from its spec and signature."""
+    arguments = {"weights": _weights_argument(spec), **_ARGUMENTS}
+    lines = [spec.summary, "", "Args:"]
+    lines += [
+        textwrap.fill(
+            f"{name}: {arguments[name]}", 88, initial_indent=" " * 4, subsequent_indent=" " * 8
+        )
+        for name in signature.parameters
+    ]
+    lines += [
+        "",
+        "Returns:",
+        "    The model, in train mode, on the CPU (or a surrounding `torch.device`'s).",
+        "",
+        "Raises:",
+        "    ValueError: unknown weights, weights of another architecture, or a",
+        "        `num_classes` that differs from the named weights'.",
+        "    resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.",
+        "    resfx.weights.WeightsUnavailableError: named weights not cached and offline.",
+        "    resfx.weights.ChecksumError: a downloaded or cached file fails its hash check.",
+        "",
+        "Example:",
+        "    >>> import torch",
+        '    >>> with torch.device("meta"):',
+        f"    ...     print(sum(p.numel() for p in {spec.name}().parameters()))",
+        f"    {spec.num_params}",
+    ]
+    return "\n".join(lines)
 
 
-def resnet152(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    groups: int = 1,
-    width_per_group: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """ResNet152 (bottlenecks 3-8-36-3); the same arguments as `resnet50`.
+def _factory(name: str, kind: type[Any]) -> Any:
+    """The public factory of `ZOO[name]`, with `kind`'s signature and a written docstring."""
+    spec = ZOO[name]
+    call = inspect.signature(kind.__call__)
+    signature = call.replace(parameters=list(call.parameters.values())[1:])  # without self
 
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"`, `"IMAGENET1K_V2"` (= `"DEFAULT"`),
-            `"resnet152.tv_in1k"`, `"resnet152.tv2_in1k"`, an enum member or a path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        groups: groups of each 3x3 convolution.
-        width_per_group: width per group.
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4.
+    def factory(*args: Any, **kwargs: Any) -> ResNet:
+        arguments = signature.bind(*args, **kwargs)  # refuses what a def would refuse
+        arguments.apply_defaults()
+        return _build(spec.name, **arguments.arguments)
 
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> import torch
-        >>> with torch.device("meta"):
-        ...     print(sum(p.numel() for p in resnet152().parameters()))
-        60192808
-    """
-    return _build(
-        "resnet152",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        groups=groups,
-        width_per_group=width_per_group,
-    )
+    factory.__name__ = factory.__qualname__ = spec.name
+    factory.__doc__ = _docstring(spec, signature)
+    factory.__signature__ = signature  # type: ignore[attr-defined]
+    return factory
 
 
-def wide_resnet50_2(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """Wide ResNet-50-2: ResNet50 with bottlenecks twice as wide inside (`width_per_group=128`).
-
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"`, `"IMAGENET1K_V2"` (= `"DEFAULT"`),
-            `"wide_resnet50_2.tv_in1k"`, `"wide_resnet50_2.tv2_in1k"`, an enum
-            member or a path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> import torch
-        >>> with torch.device("meta"):
-        ...     print(sum(p.numel() for p in wide_resnet50_2().parameters()))
-        68883240
-    """
-    return _build(
-        "wide_resnet50_2",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-    )
+resnet18: BasicFactory = _factory("resnet18", BasicFactory)
+resnet34: BasicFactory = _factory("resnet34", BasicFactory)
+resnet50: BottleneckFactory = _factory("resnet50", BottleneckFactory)
+resnet101: BottleneckFactory = _factory("resnet101", BottleneckFactory)
+resnet152: BottleneckFactory = _factory("resnet152", BottleneckFactory)
+wide_resnet50_2: VariantFactory = _factory("wide_resnet50_2", VariantFactory)
+wide_resnet101_2: VariantFactory = _factory("wide_resnet101_2", VariantFactory)
+resnext50_32x4d: VariantFactory = _factory("resnext50_32x4d", VariantFactory)
+resnext101_32x8d: VariantFactory = _factory("resnext101_32x8d", VariantFactory)
+resnext101_64x4d: VariantFactory = _factory("resnext101_64x4d", VariantFactory)
 
 
-def wide_resnet101_2(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """Wide ResNet-101-2: ResNet101 with bottlenecks twice as wide inside.
-
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"`, `"IMAGENET1K_V2"` (= `"DEFAULT"`),
-            `"wide_resnet101_2.tv_in1k"`, `"wide_resnet101_2.tv2_in1k"`, an enum
-            member or a path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> import torch
-        >>> with torch.device("meta"):
-        ...     print(sum(p.numel() for p in wide_resnet101_2().parameters()))
-        126886696
-    """
-    return _build(
-        "wide_resnet101_2",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-    )
+def _meta_state(name: str) -> Mapping[str, Tensor]:
+    with torch.device("meta"):
+        return ResNet(ResNetConfig(**ARCHITECTURES[name])).state_dict()
 
 
-def resnext50_32x4d(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """ResNeXt-50 32x4d: ResNet50's layout with 32 groups of width 4 in every 3x3 convolution.
-
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"`, `"IMAGENET1K_V2"` (= `"DEFAULT"`),
-            `"resnext50_32x4d.tv_in1k"`, `"resnext50_32x4d.tv2_in1k"`, an enum
-            member or a path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> import torch
-        >>> with torch.device("meta"):
-        ...     print(sum(p.numel() for p in resnext50_32x4d().parameters()))
-        25028904
-    """
-    return _build(
-        "resnext50_32x4d",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-    )
-
-
-def resnext101_32x8d(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """ResNeXt-101 32x8d: ResNet101's layout with 32 groups of width 8.
-
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"`, `"IMAGENET1K_V2"` (= `"DEFAULT"`),
-            `"resnext101_32x8d.tv_in1k"`, `"resnext101_32x8d.tv2_in1k"`, an enum
-            member or a path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> import torch
-        >>> with torch.device("meta"):
-        ...     print(sum(p.numel() for p in resnext101_32x8d().parameters()))
-        88791336
-    """
-    return _build(
-        "resnext101_32x8d",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-    )
-
-
-def resnext101_64x4d(
-    *,
-    weights: Weights = None,
-    progress: bool = True,
-    num_classes: int = 1000,
-    zero_init_residual: bool = False,
-    replace_stride_with_dilation: tuple[bool, bool, bool] | list[bool] | None = None,
-) -> ResNet:
-    """ResNeXt-101 64x4d: ResNet101's layout with 64 groups of width 4.
-
-    Args:
-        weights: `None`, `"IMAGENET1K_V1"` (= `"DEFAULT"`, trained for a 232
-            resize), `"resnext101_64x4d.tv_in1k"`, an enum member or a path.
-        progress: show a download progress bar.
-        num_classes: outputs of `fc`; 1000 for named weights.
-        zero_init_residual: start each block's last BatchNorm scale at zero.
-        replace_stride_with_dilation: dilate instead of striding in layer2..layer4.
-
-    Returns:
-        The model, in train mode, on the CPU.
-
-    Raises:
-        ValueError: unknown weights or a class count that differs from theirs.
-        resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
-        resfx.weights.WeightsUnavailableError: named weights not cached and offline.
-
-    Example:
-        >>> import torch
-        >>> with torch.device("meta"):
-        ...     print(sum(p.numel() for p in resnext101_64x4d().parameters()))
-        83455272
-    """
-    return _build(
-        "resnext101_64x4d",
-        weights,
-        progress,
-        num_classes,
-        zero_init_residual=zero_init_residual,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-    )
+# lets a mismatch message name the architecture a file is for (`resfx.weights` sits below)
+REFERENCE_STATES.update(
+    {name: functools.cache(functools.partial(_meta_state, name)) for name in ZOO}
+)

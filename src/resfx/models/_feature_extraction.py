@@ -15,8 +15,8 @@ from ._resnet import ResNet
 
 
 def get_resnet_for_feature_extraction(
-    *,
     num_classes: int | None = None,
+    *,
     weights: Weights = None,
     arch: str = "resnet34",
     bn: BNPolicy = "eval",
@@ -34,8 +34,9 @@ def get_resnet_for_feature_extraction(
     Bottleneck nets), the only trainable part;
     `model.config.num_classes` says `num_classes`. Train it with an optimizer over
     `resfx.parameter_groups(model, lr=...)`; `resfx.unfreeze(model.layer4,
-    optimizer=...)` fine-tunes more later. Keyword-only and offline by default,
-    like `resnet34`.
+    optimizer=...)` fine-tunes more later. The class count may be given by
+    position, as the seed's `get_resnet_for_feature_extraction(10)` does; the
+    rest is keyword-only, and offline by default like `resnet34`.
 
     Args:
         num_classes: outputs of the new head; 1 gives a single logit (binary
@@ -60,7 +61,7 @@ def get_resnet_for_feature_extraction(
 
     Example:
         >>> import torch, resfx
-        >>> model = resfx.get_resnet_for_feature_extraction(num_classes=10)
+        >>> model = resfx.get_resnet_for_feature_extraction(10)
         >>> model.fc, model.bn1.training
         (Linear(in_features=512, out_features=10, bias=True), False)
         >>> model(torch.randn(1, 3, 64, 64)).shape

@@ -24,7 +24,7 @@ from ..nn._switch import _tracing
 STAGES: tuple[str, ...] = tuple(RESNET_STAGES)
 """Names of a ResNet's stages, input to output; `freeze_to` takes them."""
 
-FEATURE_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+FEATURE_STAGES: tuple[str, ...] = (*STAGES[:-1], "pooled")
 """Outputs `ResNet.forward_stages` can return: each stage's feature map, then the pooled vector."""
 
 BlockKind = Literal["basic", "bottleneck"]
@@ -416,7 +416,8 @@ class ResNet(tnn.Module):
     """A ResNet of basic or bottleneck blocks with torchvision's module names.
 
     `stem` is `conv1, bn1, relu, maxpool`; `layer1..layer4` are the block groups;
-    `avgpool` pools to one vector per image; `fc` is the classifier (the head).
+    `avgpool` pools each map to `(b, c, 1, 1)` and a `torch.flatten` makes it one
+    vector per image, as in torchvision; `fc` is the classifier (the head).
     The stage names are data on the model: `stage_names` (what `freeze_to`
     walks) and `feature_stages` (what `forward_stages` returns).
 
@@ -438,6 +439,11 @@ class ResNet(tnn.Module):
     stage_names: ClassVar[tuple[str, ...]] = STAGES
     """The stages `stage` and `resfx.freeze_to` take, input to output."""
     feature_stages: ClassVar[tuple[str, ...]] = FEATURE_STAGES
+    # the block groups, added by name in `__init__`; declared for type checkers
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, config: ResNetConfig = ResNetConfig()) -> None:
         super().__init__()
@@ -468,7 +474,8 @@ class ResNet(tnn.Module):
             )
             self.add_module(f"layer{index + 1}", group)
             in_channels = planes * block.expansion
-        self.avgpool = nn.GlobalAvgPool2d()
+        # AdaptiveAvgPool2d(1) then torch.flatten, as torchvision: fx graphs get its node names
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(config.feature_dim, config.num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -476,7 +483,8 @@ class ResNet(tnn.Module):
         if config.zero_init_residual:
             for module in self.modules():
                 if isinstance(module, (BasicBlock, Bottleneck)):
-                    tnn.init.zeros_(module.last_bn.weight)
+                    # resfx.nn.BatchNorm2d registers its affine parameters, declares none
+                    tnn.init.zeros_(module.last_bn.weight)  # type: ignore[arg-type]
         self.register_forward_pre_hook(_check_images)
 
     def stage(self, name: str) -> list[tnn.Module]:
@@ -538,7 +546,7 @@ class ResNet(tnn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.feature_stages[: last + 1]:
             if name == "pooled":
-                x = self.avgpool(x)
+                x = torch.flatten(self.avgpool(x), 1)
             elif name != "stem":
                 x = getattr(self, name)(x)
             if name in wanted:
@@ -555,7 +563,7 @@ class ResNet(tnn.Module):
         """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x)
+        return torch.flatten(self.avgpool(x), 1)
 
     def forward(self, x: Images) -> Logits:
         """Class logits for a batch of normalised images.

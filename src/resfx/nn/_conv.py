@@ -1,6 +1,7 @@
 """2-D convolution module."""
 
 import math
+from numbers import Integral
 from typing import Literal
 
 import torch
@@ -8,7 +9,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .. import _functional as RF
-from .._pair import as_pair
+from .._pair import as_int, as_pair
 from .._typing import Size2d
 from ._switch import _tracing, using_reference_ops
 
@@ -17,6 +18,8 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 class Conv2d(nn.Module):
     """2-D convolution with torch.nn.Conv2d's arguments, parameter names, shapes and initialisation.
+
+    Sizes, channels and groups take any integer type (`numpy.int64(3)` too, as in torch).
 
     Args:
         in_channels: channels of the input.
@@ -36,6 +39,7 @@ class Conv2d(nn.Module):
         dtype: the parameters' dtype.
 
     Raises:
+        TypeError: a size, channel count or `groups` is not an integer (or a pair).
         ValueError: a size is not positive, a padding is negative or an unknown
             string, `"same"` is combined with a stride, the channels are not
             divisible by `groups`, or `padding_mode` is unknown.
@@ -51,19 +55,22 @@ class Conv2d(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
+        in_channels: int | Integral,
+        out_channels: int | Integral,
         kernel_size: Size2d,
         stride: Size2d = 1,
         padding: str | Size2d = 0,
         dilation: Size2d = 1,
-        groups: int = 1,
+        groups: int | Integral = 1,
         bias: bool = True,
         padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        in_channels = as_int(in_channels, "in_channels")
+        out_channels = as_int(out_channels, "out_channels")
+        groups = as_int(groups, "groups")
         if in_channels < 1 or out_channels < 1:
             raise ValueError(
                 f"Conv2d needs in_channels >= 1 and out_channels >= 1, "

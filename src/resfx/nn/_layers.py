@@ -1,12 +1,16 @@
 """Parameter-free layers: ReLU, max, average and adaptive pooling, global average pooling, Flatten."""
 
-from collections.abc import Sequence
+import operator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from numbers import Integral
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float, Int, Int64
 from torch import Tensor, nn
 
 from .. import _functional as RF
+from .._pair import as_int
 from .._typing import Size2d
 from ._switch import _tracing, using_reference_ops
 
@@ -143,21 +147,25 @@ class AvgPool2d(nn.Module):
         padding: Size2d = 0,
         ceil_mode: bool = False,
         count_include_pad: bool = True,
-        divisor_override: int | None = None,
+        divisor_override: int | Integral | None = None,
     ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding, _ = RF._pool_arguments(
             kernel_size, stride, padding
         )
         RF._check_pool_padding(self.kernel_size, self.padding, "AvgPool2d")
+        if divisor_override is not None:
+            divisor_override = as_int(divisor_override, "divisor_override")
         if divisor_override == 0:
             raise ValueError("AvgPool2d divisor_override must not be 0 (None divides by the count)")
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
         self.divisor_override = divisor_override
 
-    def forward(self, input: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
-        """Average each window.
+    def forward(
+        self, input: Float[Tensor, "*b c h w"] | Int64[Tensor, "*b c h w"]
+    ) -> Float[Tensor, "*b c h_out w_out"] | Int64[Tensor, "*b c h_out w_out"]:
+        """Average each window (an int64 input gives int64 averages rounded toward zero, as torch).
 
         Raises:
             ValueError: `input` is not `(b, c, h, w)` or `(c, h, w)` with non-empty
@@ -169,6 +177,7 @@ class AvgPool2d(nn.Module):
             [[[1.5]]]
         """
         if not _tracing(input):
+            RF._check_avg_pool_dtype(input.dtype, "AvgPool2d")
             RF._check_pool2d_input(
                 tuple(input.shape),
                 self.kernel_size,
@@ -209,10 +218,19 @@ class AdaptiveAvgPool2d(nn.Module):
         torch.Size([1, 8, 2, 5])
     """
 
-    def __init__(self, output_size: int | Sequence[int | None] | None) -> None:
+    def __init__(
+        self, output_size: int | Integral | Sequence[int | Integral | None] | None
+    ) -> None:
         super().__init__()
-        RF._adaptive_sizes(output_size, "AdaptiveAvgPool2d")
-        self.output_size = output_size
+        sizes = RF._adaptive_sizes(output_size, "AdaptiveAvgPool2d")
+        # as Python ints: torch's functional refuses a numpy integer given alone
+        self.output_size = (
+            sizes
+            if isinstance(output_size, (tuple, list))
+            else output_size
+            if output_size is None
+            else sizes[0]
+        )
 
     def forward(self, input: Float[Tensor, "*b c h w"]) -> Float[Tensor, "*b c h_out w_out"]:
         """Average adaptive windows of `input`.
@@ -241,7 +259,12 @@ class AdaptiveAvgPool2d(nn.Module):
 class GlobalAvgPool2d(nn.Module):
     """Average over the spatial axes, `(b, c, h, w) -> (b, c)`.
 
-    Equivalent to torch.nn.AdaptiveAvgPool2d(1) followed by Flatten(1), in one step.
+    Equivalent to torch.nn.AdaptiveAvgPool2d(1) followed by Flatten(1), in one step, for
+    batches: it refuses other ranks (where that pair would return `(c, 1)` for one
+    `(c, h, w)` map, and `torch.mean` over axes 2 and 3 of a 5-D input a 3-D tensor).
+
+    Raises:
+        ValueError: (on call) the input is not `(b, c, h, w)` with non-empty `c, h, w`.
 
     Example:
         >>> import torch
@@ -252,11 +275,16 @@ class GlobalAvgPool2d(nn.Module):
     def forward(self, input: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c"]:
         """Return the spatial mean of every channel.
 
+        Raises:
+            ValueError: `input` is not `(b, c, h, w)` with non-empty `c, h, w`.
+
         Example:
             >>> import torch
             >>> GlobalAvgPool2d()(torch.ones(1, 3, 2, 2)).tolist()
             [[1.0, 1.0, 1.0]]
         """
+        if not _tracing(input):
+            RF._check_global_pool_input(tuple(input.shape), "GlobalAvgPool2d")
         if using_reference_ops():
             return RF.global_avg_pool2d(input)
         return torch.mean(input, dim=(2, 3))
@@ -310,8 +338,17 @@ class Flatten(nn.Module):
 class Sequential(nn.Module):
     """Modules applied in order; children are named `"0"`, `"1"`, ... as in torch.nn.Sequential.
 
+    It is edited as torch.nn.Sequential is: `seq[i] = module` replaces a child,
+    `seq[a:b]` is a new Sequential of the same children (keeping their names),
+    `del seq[i]` / `del seq[a:b]` removes and renumbers, and `append`, `insert`,
+    `extend` and `pop` do what torch's do, so the seed's `model.fc[-1] = Linear(...)` works.
+
     Args:
-        *modules: the modules, first applied first.
+        *modules: the modules, first applied first; or one `OrderedDict` of
+            name -> module, as torch takes it.
+
+    Raises:
+        TypeError: an entry is not an `nn.Module`.
 
     Example:
         >>> import torch
@@ -320,29 +357,116 @@ class Sequential(nn.Module):
         [[0.0, 2.0]]
         >>> len(net), type(net[0]).__name__
         (2, 'Flatten')
+        >>> net[-1] = Flatten(0)
+        >>> net.append(ReLU()).insert(0, ReLU())[1:]
+        Sequential(
+          (1): Flatten(start_dim=1, end_dim=-1)
+          (2): Flatten(start_dim=0, end_dim=-1)
+          (3): ReLU()
+        )
     """
 
-    def __init__(self, *modules: nn.Module) -> None:
+    def __init__(self, *modules: nn.Module | OrderedDict[str, nn.Module]) -> None:
         super().__init__()
-        for index, module in enumerate(modules):
-            if not isinstance(module, nn.Module):
-                raise TypeError(
-                    f"Sequential takes nn.Module instances, got {type(module).__name__} "
-                    f"at position {index}"
-                )
-            self.add_module(str(index), module)
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            named = list(modules[0].items())
+        else:
+            named = [(str(index), module) for index, module in enumerate(modules)]
+        for position, (name, module) in enumerate(named):
+            self.add_module(name, _module(module, f"position {position}"))
+
+    def _key(self, index: int) -> str:
+        """The name of the child at `index` (negative counts from the end), as torch finds it."""
+        size = len(self)
+        index = operator.index(index)
+        if not -size <= index < size:
+            raise IndexError(f"Sequential of length {size} has no index {index}")
+        return list(self._modules)[index % size]
 
     def __len__(self) -> int:
         return len(self._modules)
 
-    def __getitem__(self, index: int) -> nn.Module:
-        modules = list(self._modules.values())
-        if not -len(modules) <= index < len(modules):
-            raise IndexError(f"Sequential of length {len(modules)} has no index {index}")
-        return modules[index]
+    def __getitem__(self, index: int | slice) -> nn.Module:
+        """The child at `index`, or for a slice a new Sequential of those children (same names)."""
+        if isinstance(index, slice):
+            return type(self)(OrderedDict(list(self._modules.items())[index]))
+        return self._modules[self._key(index)]
 
-    def __iter__(self):
+    def __setitem__(self, index: int, module: nn.Module) -> None:
+        """Replace the child at `index`, keeping its name."""
+        setattr(self, self._key(index), _module(module, f"index {index}"))
+
+    def __delitem__(self, index: int | slice) -> None:
+        """Remove the child at `index` (or a slice), then renumber the rest `"0"`, `"1"`, ..."""
+        keys = list(self._modules)[index] if isinstance(index, slice) else [self._key(index)]
+        for key in keys:
+            delattr(self, key)
+        self._modules = OrderedDict(
+            (str(position), module) for position, module in enumerate(self._modules.values())
+        )
+
+    def __iter__(self) -> Iterator[nn.Module]:
         return iter(self._modules.values())
+
+    def append(self, module: nn.Module) -> "Sequential":
+        """Add `module` at the end (named by the new length, as torch does); return `self`.
+
+        Raises:
+            TypeError: `module` is not an `nn.Module`.
+
+        Example:
+            >>> len(Sequential().append(ReLU()))
+            1
+        """
+        self.add_module(str(len(self)), _module(module, "append"))
+        return self
+
+    def insert(self, index: int, module: nn.Module) -> "Sequential":
+        """Insert `module` before position `index` (`-len <= index <= len`); return `self`.
+
+        Raises:
+            TypeError: `module` is not an `nn.Module`.
+            IndexError: `index` is out of range.
+
+        Example:
+            >>> type(Sequential(ReLU()).insert(0, Flatten())[0]).__name__
+            'Flatten'
+        """
+        _module(module, "insert")
+        size = len(self)
+        index = operator.index(index)
+        if not -size <= index <= size:
+            raise IndexError(f"Sequential of length {size} cannot insert at index {index}")
+        modules = list(self._modules.values())
+        modules.insert(index, module)
+        self._modules = OrderedDict((str(i), m) for i, m in enumerate(modules))
+        return self
+
+    def extend(self, modules: Iterable[nn.Module]) -> "Sequential":
+        """Append each of `modules` in turn; return `self`.
+
+        Raises:
+            TypeError: an entry is not an `nn.Module`.
+
+        Example:
+            >>> len(Sequential(ReLU()).extend(Sequential(ReLU(), Flatten())))
+            3
+        """
+        for module in modules:
+            self.append(module)
+        return self
+
+    def pop(self, index: int | slice) -> nn.Module:
+        """Remove the child at `index` (or a slice) and return it (a Sequential for a slice).
+
+        Example:
+            >>> net = Sequential(ReLU(), Flatten())
+            >>> type(net.pop(0)).__name__, len(net)
+            ('ReLU', 1)
+        """
+        popped = self[index]
+        del self[index]
+        return popped
 
     def forward(self, input: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
         """Apply each module in turn.
@@ -355,3 +479,12 @@ class Sequential(nn.Module):
         for module in self._modules.values():
             input = module(input)
         return input
+
+
+def _module(module: object, where: str) -> nn.Module:
+    """`module`, after checking that it is an `nn.Module` (torch would store `None` silently)."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"Sequential takes nn.Module instances, got {type(module).__name__} at {where}"
+        )
+    return module

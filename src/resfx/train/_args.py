@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Union, get_args, get_origin
 
-from .._freeze import BNPolicy, OptimizerName, Schedule
+from .._freeze import BNPolicy, OptimizerName
 from .._frozen_step import CompileMode
 from .._precision import Precision
 from .._resnet_layout import RESNET_STAGES
+from .._schedule import Schedule
 from ..data import (
     CIFAR10_SIZES,
     DATASETS,
