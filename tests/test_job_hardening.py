@@ -111,8 +111,6 @@ def test_reports_print_on_an_ascii_only_stdout(
         "8",
         "--image-size",
         "16",
-        "--steps",
-        "5",
         "--output-dir",
         f"{out}/p",
     ]
