@@ -211,3 +211,25 @@ def test_an_entry_path_that_is_a_folder_and_a_cache_folder_that_is_a_file_fall_b
     with pytest.warns(UserWarning, match="file: cannot be written .*memory only"):
         assert in_file.features(model, split, image_size=32).shape == (4, 32)
     assert in_file.write is False and (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_a_hit_returns_the_asked_stage_when_two_stages_have_the_same_shape(
+    tmp_path: Path,
+) -> None:
+    # width=4: stem and layer1 both give (n, 4), so only the stage in the key tells them apart.
+    model, split = _small_model(), load_split("synthetic", "test", 5)
+    expected = resfx.features.compute_stage_features(
+        model, split, ["stem", "layer1"], image_size=32
+    )
+    assert expected["stem"].shape == expected["layer1"].shape
+    assert not torch.equal(expected["stem"], expected["layer1"])
+    cache = FeatureCache(tmp_path)
+    stem = cache.stage_features(model, split, ["stem"], image_size=32)["stem"]
+    layer1 = cache.stage_features(model, split, ["layer1"], image_size=32)["layer1"]
+    assert torch.equal(stem, expected["stem"]) and torch.equal(layer1, expected["layer1"])
+    from_disk = FeatureCache(tmp_path)
+    assert torch.equal(
+        from_disk.stage_features(model, split, ["layer1"], image_size=32)["layer1"],
+        expected["layer1"],
+    )
+    assert (from_disk.hits, from_disk.misses) == (1, 0)

@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_resnet_layout",
         "_precision",
         "_atomic",
+        "_lock",
         "_device_sync",
         "_sync",
         "_distributed",

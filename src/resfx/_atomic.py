@@ -13,9 +13,9 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -176,4 +176,29 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
                 f"writing {path} failed: no space left on the device ({free / 2**20:.1f} MiB "
                 f"free; torch: {str(error).splitlines()[0]}); free some space or write elsewhere",
             ) from error
+    return path
+
+
+def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Call `write(file)` on a temporary file beside `path`, then rename it into place.
+
+    For writers that stream (`numpy.save`, a large JSON document) rather than
+    hand over one `bytes` object. A failure leaves the previous file intact and
+    no temporary file behind.
+
+    Args:
+        path: the destination; its folder is created if missing.
+        write: writes the content to the open binary file it is given.
+
+    Returns:
+        The destination path.
+
+    Example:
+        >>> import tempfile
+        >>> atomic_write_with(tempfile.mkdtemp() + "/a.bin", lambda f: f.write(b"ab")).read_bytes()
+        b'ab'
+    """
+    path = Path(path)
+    with _replacing(path) as temporary, open(temporary, "wb") as file:
+        write(file)
     return path

@@ -703,11 +703,115 @@ def _register_probe(subcommands: Any) -> None:
     parser.set_defaults(handler=lambda namespace: _run_probe(namespace, parser))
 
 
+def _run_extract(namespace: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from .features import extract
+
+    logger = logging.getLogger("resfx")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("resfx extract: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    began = time.perf_counter()
+    try:
+        store = extract(
+            namespace.data,
+            namespace.out,
+            arch=namespace.arch,
+            weights=namespace.weights,
+            stages=[stage.strip() for stage in namespace.stages.split(",") if stage.strip()],
+            image_size=namespace.image_size,
+            batch_size=namespace.batch_size,
+            shard_size=namespace.shard_size,
+            workers=namespace.workers,
+            precision=namespace.precision,
+            device=namespace.device,
+            resume=namespace.resume,
+            overwrite=namespace.overwrite,
+            on_bad_image=namespace.on_bad_image,
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    seconds = time.perf_counter() - began
+    rows = {split: len(store.labels(split)) for split in store.splits}
+    skipped = sum(len(store.manifest["splits"][split]["skipped"]) for split in store.splits)
+    counts = ", ".join(f"{split} {count}" for split, count in rows.items())
+    print(
+        f"resfx extract: wrote {store.root.resolve()}: {counts} rows, stages "
+        f"{', '.join(f'{stage} ({width})' for stage, width in store.widths.items())}; "
+        f"{sum(rows.values()) / seconds:.1f} images/s"
+        + (f"; {skipped} unreadable image(s) skipped (listed in manifest.json)" if skipped else "")
+    )
+    return 0
+
+
+def _register_extract(subcommands: Any) -> None:
+    from .data import default_workers
+    from .models import FEATURE_STAGES, list_models
+
+    parser = subcommands.add_parser(
+        "extract",
+        help="write a frozen model's pooled stage features of a whole dataset to a feature store",
+        description=(
+            "Decode every image once, run the frozen model (eval-mode BatchNorm) and write the "
+            "average-pooled features of the chosen stages to --out as .npy shards and a "
+            "manifest.json (numpy.load(path, mmap_mode='r') reads them). A killed run continues "
+            "with --resume; under torchrun the processes share the shards."
+        ),
+    )
+    parser.add_argument(
+        "--data", required=True, help="an image folder, 'synthetic' or 'cifar10' (all splits)"
+    )
+    parser.add_argument("--out", required=True, help="the feature store folder")
+    parser.add_argument("--arch", "--model", dest="arch", choices=list_models(), default="resnet18")
+    parser.add_argument(
+        "--weights",
+        type=_optional_text,
+        default=None,
+        help="DEFAULT, IMAGENET1K_V1, a checkpoint path, or none (random; the default)",
+    )
+    parser.add_argument(
+        "--stages",
+        default="pooled",
+        help=f"comma-separated, from {','.join(FEATURE_STAGES)} (default pooled)",
+    )
+    parser.add_argument("--image-size", type=_int_at_least(1), default=224)
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=64)
+    parser.add_argument(
+        "--shard-size",
+        type=_int_at_least(1),
+        default=4096,
+        help="rows per .npy file (default 4096)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=default_workers(),
+        help=f"processes decoding images (default {default_workers()}: the usable cores)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=get_args(Precision), default="fp32")
+    parser.add_argument("--resume", action="store_true", help="finish a half-written store")
+    parser.add_argument("--overwrite", action="store_true", help="replace a store in --out")
+    parser.add_argument(
+        "--on-bad-image",
+        choices=("error", "skip"),
+        default="error",
+        help="stop at unreadable images (default), or skip them and list them in the manifest",
+    )
+    parser.set_defaults(handler=_run_extract)
+
+
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     _register_train,
     _register_bench,
     _register_summary,
     _register_probe,
+    _register_extract,
 )
 """One registration function per subcommand, in `--help` order."""
 

@@ -1,351 +1,30 @@
 """Frozen-backbone features, computed once in inference mode and reused while nothing changed.
 
-Caches keyed by names (the dataset's, the model's) go stale silently when the
-weights, the preprocessing or the subset change. This cache is keyed by
-content: a hash of every backbone parameter and buffer, the preprocessing
-description, the dataset, split, exact indices and the images' own bytes, the
-compute dtype and the BatchNorm policy and modes. Any change gives a different key.
+Entries are found by their content key (`FeatureKey`, see `_key`), in memory and
+optionally on disk, and computed by one frozen pass (`_pass`) when missing.
 """
 
 import dataclasses
-import hashlib
 import math
 import os
 import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from torch import nn as tnn
 
 from .._atomic import atomic_torch_save, remove_stale_temporaries
 from .._distributed import DistributedContext
-from .._freeze import is_batchnorm
-from .._frozen_step import frozen_features
-from .._precision import PRECISION_DTYPES, check_precision
-from .._typing import Features, Images
-from ..data import ImageSplit, StreamedSplit, describe_preprocessing, iterate_batches
+from .._typing import Features
+from ..data import ImageSplit, StreamedSplit
 from ..models import ResNet
-
-PRECISIONS: dict[str, torch.dtype] = PRECISION_DTYPES
-"""Compute precisions by name: fp32, or bf16 autocast (`resfx.train.Precision`'s names)."""
-
-
-def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: Tensor) -> None:
-    flat = tensor.detach().reshape(-1).contiguous().cpu()
-    digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
-    digest.update(flat.view(torch.uint8).numpy().tobytes())
-
-
-def tensor_checksum(tree: object) -> str:
-    """SHA-256 over a nest of dicts, lists and tuples: every tensor's bytes and every plain value.
-
-    What a file's readers verify to know that what they loaded is what was
-    written (`torch.load` does not check the CRCs of its zip file). Lists and
-    tuples hash alike (a loader may return either).
-
-    Args:
-        tree: tensors, plain values (numbers, strings, `None`) and containers of them.
-
-    Returns:
-        The hex digest.
-
-    Example:
-        >>> import torch
-        >>> a = {"x": torch.zeros(2), "n": 3}
-        >>> tensor_checksum(a) == tensor_checksum({"x": torch.zeros(2), "n": 3})
-        True
-        >>> tensor_checksum(a) == tensor_checksum({"x": torch.tensor([0.0, 1e-45]), "n": 3})
-        False
-    """
-    digest = hashlib.sha256()
-
-    def visit(path: str, value: object) -> None:
-        if isinstance(value, Tensor):
-            _update_with_tensor(digest, path, value)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                visit(f"{path}/{key!r}", item)
-        elif isinstance(value, (list, tuple)):
-            for index, item in enumerate(value):
-                visit(f"{path}/{index}", item)
-        else:
-            digest.update(f"{path}={value!r};".encode())
-
-    visit("", tree)
-    return digest.hexdigest()
-
-
-def fingerprint_module(module: tnn.Module, *, exclude_prefix: str | None = None) -> str:
-    """SHA-256 of a module's class, every parameter and buffer (names, dtypes, shapes, bytes).
-
-    Args:
-        module: e.g. a ResNet.
-        exclude_prefix: leave out state whose name starts with it, e.g. `"fc."`
-            for the backbone of a ResNet without its head.
-
-    Returns:
-        The hex digest.
-
-    Example:
-        >>> import torch
-        >>> a = torch.nn.Linear(2, 2)
-        >>> before = fingerprint_module(a)
-        >>> with torch.no_grad():
-        ...     _ = a.weight.add_(1)
-        >>> before == fingerprint_module(a)
-        False
-    """
-    digest = hashlib.sha256(type(module).__qualname__.encode())
-    for name, tensor in module.state_dict(keep_vars=False).items():
-        if exclude_prefix is None or not name.startswith(exclude_prefix):
-            _update_with_tensor(digest, name, tensor)
-    return digest.hexdigest()
-
-
-def _batchnorm_modes(model: tnn.Module) -> str:
-    """Which normalisation layers are in training mode (they then use batch statistics)."""
-    return "".join(
-        "T" if module.training else "E" for module in model.modules() if is_batchnorm(module)
-    )
-
-
-def _refuse_train_mode(model: tnn.Module) -> None:
-    if "T" in _batchnorm_modes(model):
-        raise ValueError(
-            "the model has BatchNorm layers in training mode, so its features would depend "
-            "on the batch they are computed in (and could update running statistics): "
-            "freeze the backbone with bn='eval' or call model.eval() before caching"
-        )
-
-
-@dataclass(frozen=True)
-class FeatureKey:
-    """Everything frozen features depend on; two keys are equal only if the features would be.
-
-    Args:
-        backbone: [`fingerprint_module`][resfx.features.fingerprint_module] of the model
-            without its head.
-        preprocessing: how images were turned into inputs.
-        dataset: the dataset's name (`"cifar10"`, `"synthetic"`).
-        split: `"train"` or `"test"`.
-        content: SHA-256 of the example indices, the images' bytes and the labels, in
-            order (the same name and indices with other pixels, e.g. another
-            synthetic seed or another copy of CIFAR-10, give another key).
-        count: number of examples.
-        precision: `"fp32"` or `"bf16"`.
-        bn: the BatchNorm policy name and each BatchNorm layer's mode.
-        feature_shape: the shape of one example's features (`(512,)` for ResNet34);
-            `None` leaves it unchecked.
-        dtype: the features' dtype name (resfx computes `float32` features).
-        stage: which output: `"pooled"` (`forward_features`), or a stage of
-            `resfx.models.FEATURE_STAGES` whose feature map is average-pooled.
-
-    Example:
-        >>> fp32 = FeatureKey("ab", "none", "synthetic", "test", "cd", 3, "fp32", "eval")
-        >>> bf16 = FeatureKey("ab", "none", "synthetic", "test", "cd", 3, "bf16", "eval")
-        >>> fp32.digest() == bf16.digest()
-        False
-    """
-
-    backbone: str
-    preprocessing: str
-    dataset: str
-    split: str
-    content: str
-    count: int
-    precision: str
-    bn: str
-    feature_shape: tuple[int, ...] | None = None
-    dtype: str = "float32"
-    stage: str = "pooled"
-
-    def digest(self) -> str:
-        """SHA-256 over all fields: the cache file's name.
-
-        Example:
-            >>> len(FeatureKey("a", "b", "c", "d", "e", 1, "fp32", "eval").digest())
-            64
-        """
-        text = "\n".join(f"{field}={value}" for field, value in asdict(self).items())
-        return hashlib.sha256(text.encode()).hexdigest()
-
-
-def feature_key(
-    model: ResNet, split: ImageSplit | StreamedSplit, *, image_size: int, precision: str, bn: str
-) -> FeatureKey:
-    """The content key of `model.forward_features` over `split`.
-
-    Args:
-        model: the ResNet; its head `fc` is left out of the fingerprint.
-        split: the images, with their dataset, split and indices.
-        image_size: side of the resized inputs.
-        precision: `"fp32"` or `"bf16"`.
-        bn: the BatchNorm policy the backbone was frozen with.
-
-    Returns:
-        The key.
-
-    Raises:
-        ValueError: unknown precision.
-
-    Example:
-        >>> from resfx.models import ResNet, ResNetConfig
-        >>> from resfx.data import load_split
-        >>> model, split = ResNet(ResNetConfig(width=4)), load_split("synthetic", "test", 4)
-        >>> feature_key(model, split, image_size=32, precision="fp32", bn="eval").split
-        'test'
-    """
-    check_precision(precision)
-    return FeatureKey(
-        backbone=fingerprint_module(model, exclude_prefix="fc."),
-        preprocessing=describe_preprocessing(image_size),
-        dataset=split.dataset,
-        split=split.split,
-        content=split.content_digest(),
-        count=len(split),
-        precision=precision,
-        bn=f"{bn}:{_batchnorm_modes(model)}",
-        feature_shape=(model.fc.in_features,),
-    )
-
-
-def compute_features(
-    model: ResNet,
-    split: ImageSplit | StreamedSplit,
-    *,
-    image_size: int,
-    batch_size: int = 256,
-    precision: str = "fp32",
-    context: DistributedContext | None = None,
-) -> Features:
-    """`model.forward_features` over every image of `split`, in order, in inference mode.
-
-    The model's modes are used as they are (freeze it with eval-mode BatchNorm
-    first, so that features do not depend on the batch). Runs on the device
-    the split's images are on, in `channels_last` memory format on a GPU.
-
-    Args:
-        model: the ResNet (on the split's device).
-        split: the images.
-        image_size: side of the resized inputs.
-        batch_size: images per forward pass.
-        precision: `"fp32"`, or `"bf16"` for bfloat16 autocast.
-        context: the processes of a `torchrun` launch that share the pass (see
-            `compute_stage_features`); `None`: this process computes every image.
-
-    Returns:
-        float32 features `(len(split), d)` on the split's device.
-
-    Raises:
-        ValueError: unknown precision.
-
-    Example:
-        >>> from resfx.models import ResNet, ResNetConfig
-        >>> from resfx.data import load_split
-        >>> model = ResNet(ResNetConfig(width=4)).eval()
-        >>> compute_features(model, load_split("synthetic", "test", 3), image_size=32).shape
-        torch.Size([3, 32])
-    """
-    return compute_stage_features(
-        model,
-        split,
-        ["pooled"],
-        image_size=image_size,
-        batch_size=batch_size,
-        precision=precision,
-        context=context,
-    )["pooled"]
-
-
-def compute_stage_features(
-    model: ResNet,
-    split: ImageSplit | StreamedSplit,
-    stages: Sequence[str],
-    *,
-    image_size: int,
-    batch_size: int = 256,
-    precision: str = "fp32",
-    context: DistributedContext | None = None,
-) -> dict[str, Float[Tensor, "b _"]]:
-    """Average-pooled features of several stages from one inference pass over `split`.
-
-    Each stage's feature map `(b, c, h, w)` is averaged over `h, w`; `"pooled"`
-    is `forward_features` (the same as `"layer4"` pooled). Under `torchrun`,
-    with `context`, each process runs only its share of the batches
-    (`context.share(len(split), block=batch_size)`: whole batches, in order)
-    and an all-gather gives every process all the features: the same batches
-    as one process would run, so the same bits, row for row.
-
-    Args:
-        model: the ResNet (on the split's device), BatchNorm in eval mode.
-        split: the images.
-        stages: names of `model.feature_stages` (the same on every process).
-        image_size: side of the resized inputs.
-        batch_size: images per forward pass.
-        precision: `"fp32"` or `"bf16"`.
-        context: the processes that share the pass; `None`: this process computes
-            every image. Every process of `context` must call this together.
-
-    Returns:
-        float32 features `(len(split), channels)` per stage, on the split's device.
-
-    Raises:
-        ValueError: unknown precision or stage.
-
-    Example:
-        >>> from resfx.models import ResNet, ResNetConfig
-        >>> from resfx.data import load_split
-        >>> model = ResNet(ResNetConfig(width=4)).eval()
-        >>> out = compute_stage_features(model, load_split("synthetic", "test", 3), ["stem", "layer2"],
-        ...                              image_size=32)
-        >>> {k: tuple(v.shape) for k, v in out.items()}
-        {'stem': (3, 4), 'layer2': (3, 8)}
-    """
-    check_precision(precision)
-    device = split.device
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    chunks: dict[str, list[Tensor]] = {stage: [] for stage in stages}
-    share = _share_of(context, len(split), batch_size)
-    order = torch.arange(share.start, share.stop)
-    widths: dict[str, int] = {}
-
-    def pooled_stages(images: Images) -> Features:
-        # One frozen forward for every stage: their pooled features side by side.
-        pooled = {
-            stage: output if output.ndim == 2 else output.mean(dim=(2, 3))
-            for stage, output in model.forward_stages(images, stages).items()
-        }
-        widths.update((stage, part.shape[1]) for stage, part in pooled.items())
-        return torch.cat(list(pooled.values()), dim=1)
-
-    for images, _ in iterate_batches(split, order, batch_size, image_size=image_size):
-        inputs = images.contiguous(memory_format=memory_format)
-        features = frozen_features(pooled_stages, inputs, precision=precision)
-        for stage, part in zip(widths, features.split(list(widths.values()), dim=1), strict=True):
-            chunks[stage].append(part)
-    channels = model.config.stage_channels
-    local = {
-        stage: torch.cat(parts) if parts else torch.empty(0, channels[stage], device=device)
-        for stage, parts in chunks.items()
-    }
-    if context is None:
-        return local
-    return {
-        stage: context.all_gather_rows(part, total=len(split), block=batch_size)
-        for stage, part in local.items()
-    }
-
-
-def _share_of(context: DistributedContext | None, total: int, batch_size: int) -> range:
-    """The rows this process computes: its share under `context`, else all of them."""
-    return range(total) if context is None else context.share(total, block=batch_size)
-
+from ._key import FeatureKey, feature_key, refuse_train_mode, tensor_checksum
+from ._pass import compute_stage_features, share_of
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -629,7 +308,7 @@ class FeatureCache:
             >>> _ = cache.stage_features(model, split, ["layer4"], image_size=32); cache.hits
             1
         """
-        _refuse_train_mode(model)
+        refuse_train_mode(model)
         base = feature_key(model, split, image_size=image_size, precision=precision, bn=bn)
         channels = model.config.stage_channels
         keys = {
@@ -653,7 +332,7 @@ class FeatureCache:
                 precision=precision,
                 context=self.context,
             )
-            self.computed_images += len(_share_of(self.context, len(split), batch_size))
+            self.computed_images += len(share_of(self.context, len(split), batch_size))
             for stage in missing:
                 if found[stage] is None:
                     found[stage] = self._store(keys[stage], computed[stage])

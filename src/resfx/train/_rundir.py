@@ -9,16 +9,13 @@ or `overwrite` (replace resfx's own files in it, nothing else).
 """
 
 import contextlib
-import fcntl
-import json
-import os
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .._atomic import host_tag, remove_stale_temporaries
+from .._atomic import remove_stale_temporaries
+from .._lock import LockError, hold_lock
 
 LOCK_NAME = ".resfx-run.lock"
 """File name of the run lock inside `TrainingArgs.output_dir`."""
@@ -71,37 +68,6 @@ def prepare_output_dir(path: str | Path) -> Path:
     return path.resolve()
 
 
-def _describe_holder(text: str) -> str:
-    try:
-        holder = json.loads(text)
-        return f"pid {holder['pid']} on host {holder['host']}, started {holder['started']}"
-    except (ValueError, KeyError, TypeError):
-        return "a run whose lock file is unreadable"
-
-
-def _lock(path: Path) -> int:
-    """Open and `flock` the lock file, retrying if another run removed it meanwhile."""
-    lock = path / LOCK_NAME
-    while True:
-        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _describe_holder(os.read(handle, 4096).decode(errors="replace"))
-            os.close(handle)
-            raise OutputDirectoryError(
-                f"output_dir {str(path)!r} is in use by another resfx run ({holder}); wait for "
-                f"it to finish or pass another output_dir"
-            ) from None
-        try:
-            same = os.fstat(handle).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return handle
-        os.close(handle)  # the holder released and removed it between our open and flock
-
-
 @contextlib.contextmanager
 def claim_output_dir(
     path: str | Path, *, run_files: Sequence[str], resume: bool, overwrite: bool
@@ -134,25 +100,23 @@ def claim_output_dir(
         resfx.train._rundir.OutputDirectoryError: output_dir ... already holds a run (a.json); ...
     """
     path = prepare_output_dir(path)
-    handle = _lock(path)
-    lock = path / LOCK_NAME
-    try:
-        previous = os.read(handle, 4096).decode(errors="replace")
-        if previous:
+    with contextlib.ExitStack() as held:
+        lock = hold_lock(
+            path / LOCK_NAME, what=f"output_dir {str(path)!r}", remedy="pass another output_dir"
+        )
+        try:
+            previous = held.enter_context(lock)
+        except LockError as error:
+            raise OutputDirectoryError(str(error)) from None
+        if previous is not None:
             warnings.warn(
-                f"output_dir {str(path)!r} was held by {_describe_holder(previous)}, which is "
-                f"no longer running (killed?); this run takes it over",
+                f"output_dir {str(path)!r} was held by {previous}, which is no longer running "
+                f"(killed?); this run takes it over",
                 stacklevel=3,
             )
-        record = {"pid": os.getpid(), "host": host_tag(), "started": time.strftime("%FT%TZ")}
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, json.dumps(record).encode(), 0)
         remove_stale_temporaries(path, owned=run_files)
         _check_previous_run(path, run_files, resume=resume, overwrite=overwrite)
         yield path
-    finally:
-        lock.unlink(missing_ok=True)
-        os.close(handle)
 
 
 def _check_previous_run(
