@@ -19,11 +19,12 @@ from resfx._freeze import freeze
 from resfx.models import ResNet, ResNetConfig
 from resfx.nn import Linear
 from resfx.train import TrainingArgs, _loop, train
+from resfx.train._checkpoint import seed_rng
 
 
 def tiny_model(args: TrainingArgs) -> ResNet:
     """`build_model`'s contract on a width-8 ResNet: seeded, backbone frozen, new head."""
-    torch.manual_seed(args.seed)
+    seed_rng(args.seed)
     model = freeze(ResNet(ResNetConfig(width=8)), bn=args.bn)
     model.fc = Linear(model.config.feature_dim, args.n_classes)
     model.config = dataclasses.replace(model.config, num_classes=args.n_classes)

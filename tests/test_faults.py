@@ -8,6 +8,7 @@ writes: a read-only folder is simulated by making the probe write raise EACCES, 
 disk by making torch's writer fail as it does on ENOSPC.
 """
 
+import dataclasses
 import errno
 import os
 import random
@@ -22,9 +23,10 @@ import torch
 
 import resfx._atomic
 import resfx.features._cache
+import resfx.train._checkpoint
 import resfx.train._rundir
 from resfx import cli
-from resfx.train import LOCK_NAME, OutputDirectoryError, load_checkpoint, train
+from resfx.train import LOCK_NAME, Checkpoint, OutputDirectoryError, load_checkpoint, train
 from test_cli import TINY_FLAGS
 from test_train import tiny
 
@@ -48,6 +50,36 @@ def _kill_then_resume(folder: Path, mode: str, kill: str) -> tuple[dict[str, Any
     resumed = _drive(folder, mode)
     assert resumed.returncode == 0, (kill, resumed.stderr[-2000:])
     return torch.load(folder / "final.pt"), resumed.stderr
+
+
+_PER_RUN = ("epoch_times", "setup_seconds", "setup_phases", "feature_seconds", "feature_images")
+"""History entries that measure one process's work (clocks, images it computed)."""
+_PATHS = ("output_dir", "feature_cache_dir")
+
+
+def _comparable(checkpoint: Checkpoint) -> list[tuple[str, object]]:
+    """Every leaf of a checkpoint as (path, value), tensors as (dtype, shape, bytes); what
+    measures one process and the run's own folders left out."""
+    leaves: list[tuple[str, object]] = []
+
+    def visit(path: str, value: object) -> None:
+        if path.rsplit("/", 1)[-1] in (*_PER_RUN, *_PATHS):
+            return
+        if isinstance(value, torch.Tensor):
+            raw = value.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            leaves.append((path, (value.dtype, tuple(value.shape), raw)))
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                visit(f"{path}/{key}", value[key])
+        elif isinstance(value, (list, tuple)):
+            leaves.append((f"{path}#", len(value)))
+            for index, item in enumerate(value):
+                visit(f"{path}[{index}]", item)
+        else:
+            leaves.append((path, value))
+
+    visit("", dataclasses.asdict(checkpoint))
+    return leaves
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -81,6 +113,11 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
         assert resumed["losses"] == expected["losses"], kill
         for name, tensor in expected["state"].items():
             assert torch.equal(resumed["state"][name], tensor), (kill, name)
+        # The whole final checkpoint too: generators, optimizer, history (but for clocks).
+        final = dict(_comparable(load_checkpoint(tmp_path / f"{mode}-{kill}/run/checkpoint.pt")))
+        whole = dict(_comparable(load_checkpoint(tmp_path / mode / "run" / "checkpoint.pt")))
+        assert sorted(final) == sorted(whole), kill
+        assert [path for path in whole if final[path] != whole[path]] == [], kill
         # The killed run's lock was found stale and taken over; nothing half-written is left.
         assert "no longer running" in stderr, kill
         assert _leftovers(tmp_path / f"{mode}-{kill}") == [], kill
@@ -148,7 +185,7 @@ def test_a_disk_too_full_for_one_checkpoint_is_refused_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        resfx.train._rundir.shutil, "disk_usage", lambda _: type("U", (), {"free": 4096})
+        resfx.train._checkpoint.shutil, "disk_usage", lambda _: type("U", (), {"free": 4096})
     )
     with pytest.raises(OutputDirectoryError, match="no space left for a checkpoint.*0.0 MiB free"):
         train(tiny(output_dir=str(tmp_path / "run")))

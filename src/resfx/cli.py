@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import errno
+import io
 import logging
 import os
 import shlex
@@ -436,6 +437,10 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
             namespace.steps_per_round, 3 if quick and namespace.repeats is None else 1
         ),
     )
+    if namespace.weights is not None:  # checked whatever runs: a typo is never accepted
+        from .models import resolve_weights
+
+        resolve_weights("resnet34", namespace.weights)
     if namespace.no_job:
         return config, None
     job_args = TrainingArgs(
@@ -835,6 +840,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _printable_output() -> Iterator[None]:
+    """stdout and stderr escape what their encoding cannot show (`LANG=C`, a non-ASCII
+    folder name) instead of raising: a run must not fail on its own report."""
+    streams = [s for s in (sys.stdout, sys.stderr) if isinstance(s, io.TextIOWrapper)]
+    before = [stream.errors for stream in streams]
+    for stream in streams:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in zip(streams, before, strict=True):
+            stream.reconfigure(errors=errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `resfx` command line.
 
@@ -844,6 +864,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every ordinary error (see `ordinary_error_message`) is printed on one line
     as `resfx <command>: error: ...`; `--debug` or `RESFX_DEBUG=1` re-raises
     it with its traceback instead. Warnings print as `resfx <command>: warning: ...`.
+    What the output's encoding cannot show (a non-ASCII path under `LANG=C`) is
+    printed with backslash escapes, so a run never fails on its own report.
 
     Returns:
         The exit status: 0 on success, 1 when the run failed (the error is
@@ -859,7 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     namespace = build_parser().parse_args(argv)
     command = f"resfx {namespace.command}"
     debug = namespace.debug or os.environ.get(_DEBUG_VARIABLE, "") not in ("", "0")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _printable_output():
         warnings.showwarning = lambda message, *_, **__: print(
             f"{command}: warning: {message}", file=sys.stderr
         )

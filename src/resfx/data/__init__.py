@@ -43,6 +43,7 @@ from ._folder import load_folder_split as load_folder_split
 from ._folder import read_image_file as read_image_file
 from ._folder import scan_image_folder as scan_image_folder
 from ._gpu import decode_jpeg_batch as decode_jpeg_batch
+from ._load import check_data_source as check_data_source
 from ._load import load_data as load_data
 from ._loader import DecodedBatch as DecodedBatch
 from ._loader import decoded_batches as decoded_batches
@@ -50,6 +51,7 @@ from ._loader import iterate_batches as iterate_batches
 from ._pool import default_workers as default_workers
 from ._subset import SubsetKind as SubsetKind
 from ._subset import choose_subset as choose_subset
+from ._subset import resolve_subset as resolve_subset
 from ._synthetic import SyntheticCIFAR10 as SyntheticCIFAR10
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "StreamedSplit",
     "SubsetKind",
     "SyntheticCIFAR10",
+    "check_data_source",
     "check_subset_size",
     "choose_subset",
     "decode_image_file",
@@ -94,6 +97,7 @@ __all__ = [
     "preprocess",
     "read_image_file",
     "resize_to_square",
+    "resolve_subset",
     "scan_image_folder",
     "seed_transform",
     "to_uint8_image",

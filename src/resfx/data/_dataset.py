@@ -6,16 +6,17 @@ from torch.utils.data import Dataset
 
 from ._decode import BadImagePolicy, to_uint8_image
 from ._device import DEFAULT_MEMORY_BUDGET_MIB, ImageSplit, StreamedSplit, materialise
-from ._subset import SubsetKind, choose_subset
+from ._subset import SubsetKind, choose_subset, resolve_subset, warn_missing_classes
 
 
-def _labels(dataset: Any, subset: SubsetKind) -> list[int]:
-    """Every label, from `dataset.targets` when it has them; only a stratified subset needs them."""
+def _labels(dataset: Any, needed: bool) -> list[int] | None:
+    """Every label, from `dataset.targets` when it has them, else by loading every item when
+    `needed` (a stratified subset of part of the dataset), else `None`."""
     targets = getattr(dataset, "targets", None)
     if targets is not None:
         return [int(t) for t in targets]
-    if subset != "stratified":
-        return [0] * len(dataset)
+    if not needed:
+        return None
     return [int(dataset[i][1]) for i in range(len(dataset))]
 
 
@@ -25,7 +26,7 @@ def from_dataset(
     *,
     name: str | None = None,
     size: int | None = None,
-    subset: SubsetKind = "first",
+    subset: SubsetKind = "auto",
     seed: int = 0,
     store_size: int | None = None,
     fallback_store_size: int = 224,
@@ -47,8 +48,9 @@ def from_dataset(
         split: `"train"` or `"test"`.
         name: the name reports and cache keys use; default the class name.
         size: how many examples; `None` takes them all.
-        subset: `"first"`, `"random"` or `"stratified"` (labels from
-            `dataset.targets` when present, else by loading every item).
+        subset: `"stratified"` (`"auto"` means it here; labels from `dataset.targets`
+            when present, else by loading every item), `"first"` or `"random"`; a
+            subset that misses classes of `dataset.targets` is warned about.
         seed: seeds the subset.
         store_size: side the images are stored at; `None` takes the first
             image's side when it is square, else `fallback_store_size`.
@@ -80,12 +82,23 @@ def from_dataset(
             f"{split}set_size={size} is larger than the dataset ({n} examples); pass at most {n}"
         )
     label = type(dataset).__name__ if name is None else name
-    positions = choose_subset(_labels(dataset, subset), size or n, subset, seed=seed)
+    subset = resolve_subset(subset, shuffled=False)
+    found = classes if classes is not None else tuple(getattr(dataset, "classes", ()) or ())
+    take = size or n
+    labels = _labels(dataset, needed=subset == "stratified" and take < n)
+    positions = choose_subset(labels or [0] * n, take, subset, seed=seed)
+    if labels is not None:
+        warn_missing_classes(
+            labels,
+            [labels[i] for i in positions],
+            where=f"the {split} split of {label}",
+            how=subset,
+            classes=found,
+        )
     if store_size is None:
         first = to_uint8_image(dataset[positions[0]][0], f"{label}[{positions[0]}]")
         height, width = first.shape[1:]
         store_size = int(height) if height == width else fallback_store_size
-    found = classes if classes is not None else tuple(getattr(dataset, "classes", ()) or ())
     return materialise(
         lambda i: dataset[i],
         positions,

@@ -37,11 +37,46 @@ class BadImageError(ValueError):
     """
 
 
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+"""PIL modes of one 16- or 32-bit channel, which `convert("RGB")` clips at 255 (saturates)."""
+
+
+def _wide_grey(image: Image.Image, where: str) -> Tensor:
+    """A 16-bit or 32-bit one-channel PIL image as a float tensor in [0, 1], by its range.
+
+    16-bit modes (`I;16*`) are divided by 65535; `I` (32-bit integers: how PIL opens some
+    16-bit files) likewise when its values fit 16 bits, else it is refused; `F` (32-bit
+    floats) is kept as is and must be in [0, 1], as float tensors must.
+    """
+    array = np.asarray(image)
+    if image.mode == "F":
+        return torch.from_numpy(array.astype(np.float32))
+    if image.mode == "I" and array.size and not 0 <= array.min() <= array.max() <= 65535:
+        raise ValueError(
+            f"{where}: a 32-bit integer image (PIL mode 'I') with values from {array.min()} to "
+            f"{array.max()}, outside the 16-bit range [0, 65535] that resfx scales from; convert "
+            f"it to 8 or 16 bits first"
+        )
+    return torch.from_numpy(array.astype(np.float64) / 65535)
+
+
+def _check_finite(image: Tensor, where: str) -> None:
+    finite = torch.isfinite(image)
+    if not bool(finite.all()):
+        raise ValueError(
+            f"{where}: the image has {int((~finite).sum())} NaN or infinite values; fix or "
+            f"drop it (a NaN would be stored as black)"
+        )
+
+
 def to_uint8_image(image: Any, where: str) -> Shaped[Tensor, "3 h w"]:
     """Turn a PIL image, a uint8 tensor or a [0, 1] float tensor into uint8 RGB `(3, h, w)`.
 
     Grey images are repeated to three channels, an alpha channel is dropped;
     float images are scaled by 255 and rounded (the inverse of `ToTensor`).
+    PIL images of 16 or 32 bits per pixel (modes `I;16`, `I;16B`, `I;16L`,
+    `I;16N`, `I`, `F`) are scaled by their range (65535 for the integer modes,
+    [0, 1] for `F`) rather than clipped at 255.
 
     Args:
         image: the image; tensors are channels-first `(c, h, w)` or `(h, w)`.
@@ -52,16 +87,22 @@ def to_uint8_image(image: Any, where: str) -> Shaped[Tensor, "3 h w"]:
 
     Raises:
         TypeError: not a PIL image or a tensor, or a tensor of another dtype.
-        ValueError: a float image outside [0, 1] (normalised already?) or a
-            shape that is not an image.
+        ValueError: a float image outside [0, 1] (normalised already?), with NaN or
+            infinite values, a mode `I` image beyond 16 bits, or a shape that is not
+            an image.
 
     Example:
         >>> to_uint8_image(Image.new("L", (4, 2), 255), "x").shape
         torch.Size([3, 2, 4])
+        >>> to_uint8_image(Image.new("I;16", (1, 1), 32896), "x").flatten().tolist()
+        [128, 128, 128]
     """
     if isinstance(image, Image.Image):
-        array = np.asarray(image.convert("RGB"))
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+        if image.mode in _WIDE_MODES:
+            image = _wide_grey(image, where)
+        else:
+            array = np.asarray(image.convert("RGB"))
+            return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
     if not isinstance(image, Tensor):
         raise TypeError(
             f"{where}: expected a PIL image or a tensor, got {type(image).__name__}; return "
@@ -75,6 +116,7 @@ def to_uint8_image(image: Any, where: str) -> Shaped[Tensor, "3 h w"]:
             f"{tuple(image.shape)}"
         )
     if image.is_floating_point():
+        _check_finite(image, where)
         low, high = float(image.min()), float(image.max())
         if low < 0 or high > 1:
             raise ValueError(

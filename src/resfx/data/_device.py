@@ -37,7 +37,7 @@ from ._decode import (
     log_skipped,
 )
 from ._pool import decode_chunks
-from ._subset import SubsetKind, choose_subset
+from ._subset import SubsetKind, choose_subset, resolve_subset, warn_missing_classes
 from ._synthetic import SyntheticCIFAR10
 
 DatasetName = Literal["cifar10", "synthetic"]
@@ -450,7 +450,7 @@ def load_split(
     root: str | Path = "data",
     download: bool = True,
     seed: int = 0,
-    subset: SubsetKind = "first",
+    subset: SubsetKind = "auto",
 ) -> ImageSplit:
     """The first `size` examples of a split (the seed's subset), as uint8 tensors on the CPU.
 
@@ -461,7 +461,8 @@ def load_split(
         root: CIFAR-10's folder (unused for synthetic data).
         download: download CIFAR-10 when its files are missing.
         seed: selects the synthetic dataset, and seeds a random or stratified subset.
-        subset: `"first"` (the seed's), `"random"` or `"stratified"` (see `choose_subset`).
+        subset: `"first"` (the seed's; `"auto"` means it here), `"random"` or `"stratified"`
+            (see `choose_subset`); a subset that misses classes is warned about.
 
     Returns:
         The subset.
@@ -480,16 +481,28 @@ def load_split(
     if split not in CIFAR10_SIZES:
         raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
     check_subset_size(split, size, CIFAR10_SIZES[split])
+    subset = resolve_subset(subset, shuffled=True)
+    where = f"the {split} split of {dataset}"
     if dataset == "synthetic":
         source = SyntheticCIFAR10(train=split == "train", seed=seed)
+        # Labelling all 50,000 costs 0.5 s: the "first" subset is checked against the 10
+        # classes, which every split of the synthetic set has.
         every = [] if subset == "first" else source.labels(torch.arange(len(source))).tolist()
         indices = _subset_indices(every, size, subset, seed)
-        return ImageSplit(source.images(indices), source.labels(indices), indices, dataset, split)
+        labels = source.labels(indices)
+        present = every or range(len(source.classes))
+        warn_missing_classes(
+            present, labels.tolist(), where=where, how=subset, classes=source.classes
+        )
+        return ImageSplit(source.images(indices), labels, indices, dataset, split)
     cifar = load_cifar10(root, train=split == "train", download=download)
     check_subset_size(split, size, len(cifar))
     indices = _subset_indices(cifar.targets, size, subset, seed)
     images = torch.from_numpy(cifar.data[indices.numpy()]).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor(cifar.targets, dtype=torch.int64)[indices]
+    warn_missing_classes(
+        cifar.targets, labels.tolist(), where=where, how=subset, classes=cifar.classes
+    )
     return ImageSplit(images, labels, indices, dataset, split)
 
 

@@ -12,6 +12,7 @@ at 64 px, within 1.2 % of the full decode's features; see `decode_image_file`).
 import hashlib
 import io
 import os
+import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,28 @@ def resized_side(width: int, height: int, size: int) -> tuple[int, int]:
     if width <= height:
         return size, int(size * height / width)
     return int(size * width / height), size
+
+
+def regular_file(path: str) -> str:
+    """`path`, checked to be a regular file: opening a FIFO named `x.jpg` would block forever.
+
+    Raises:
+        OSError: it is a FIFO, socket or device (or is missing).
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> regular_file(folder)
+        Traceback (most recent call last):
+        ...
+        OSError: ... is not a regular file (a FIFO, socket or device?); only regular files are read as images
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(
+            f"{path} is not a regular file (a FIFO, socket or device?); only regular files "
+            f"are read as images"
+        )
+    return path
 
 
 def decode_image_file(
@@ -71,7 +94,9 @@ def decode_image_file(
         >>> decode_image_file(buffer.getvalue(), 16)[:, 0, 0].tolist()
         [9, 8, 7]
     """
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+    with Image.open(
+        io.BytesIO(source) if isinstance(source, bytes) else regular_file(source)
+    ) as image:
         where = "<bytes>" if isinstance(source, bytes) else source
         if image.mode not in _PIL_RGB_MODES:
             return resize_to_square(to_uint8_image(image, where), size)
@@ -147,7 +172,7 @@ def readable_header(path: str) -> bool:
         False
     """
     try:
-        with Image.open(path):
+        with Image.open(regular_file(path)):
             return True
     except (OSError, SyntaxError, ValueError):
         return False
@@ -155,7 +180,7 @@ def readable_header(path: str) -> bool:
 
 def _file_digest(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
+        with open(regular_file(path), "rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as error:
         # hashed as unreadable: the pass reports it (or skips it) when it decodes

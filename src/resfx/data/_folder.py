@@ -1,6 +1,7 @@
 """Image folders in torchvision's ImageFolder layout: `train/` and `test/` (or `val/`), or one
 folder split by a seeded fraction. Class names come from the sub-folders, sorted."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from ._decode import BadImageError, BadImagePolicy, describe_store, to_uint8_image
 from ._device import DEFAULT_MEMORY_BUDGET_MIB, ImageSplit, StreamedSplit, materialise
-from ._files import FileLoader, files_digest, readable_header
-from ._subset import SubsetKind, choose_subset
+from ._files import FileLoader, files_digest, readable_header, regular_file
+from ._subset import SubsetKind, choose_subset, resolve_subset, warn_missing_classes
 
 _TEST_FOLDERS = ("test", "val")
 
@@ -72,15 +73,46 @@ class FolderLayout:
         return self.train if split == "train" else self.test
 
 
+def not_a_folder(path: str | Path) -> str | None:
+    """Why `path` is not a folder (it does not exist, is a file, ...), or `None` when it is one.
+
+    Example:
+        >>> not_a_folder("/no/such/place")
+        '/no/such/place does not exist'
+        >>> not_a_folder("/") is None
+        True
+    """
+    path = Path(path)
+    if path.is_dir():
+        return None
+    if not os.path.lexists(path):
+        return f"{path} does not exist"
+    if path.is_file():
+        return f"{path} is a file, not a folder"
+    return f"{path} is not a folder"
+
+
 def _class_files(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     try:
         classes, class_to_idx = find_classes(str(folder))
-        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
-    except (FileNotFoundError, OSError) as error:
+        samples = make_dataset(
+            str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
+        )
+    except OSError as error:
         raise FolderLayoutError(
             f"no class folders with images in {folder} ({error}); expected "
             f"<class>/<image> files with extensions {IMG_EXTENSIONS}"
         ) from error
+    # Refused, not skipped: a label is the class folder's place in sorted order, so leaving
+    # one out would renumber every class after it (and differ from a test folder that has it).
+    empty = sorted(set(classes) - {classes[label] for _, label in samples})
+    if empty:
+        raise FolderLayoutError(
+            f"{len(empty)} of the {len(classes)} class folders in {folder} have no images: "
+            f"{', '.join(empty)}; add images (extensions {', '.join(IMG_EXTENSIONS)}) or move "
+            f"those folders out (a label is a class folder's place in sorted order, so resfx "
+            f"does not skip one)"
+        )
     return classes, samples
 
 
@@ -103,8 +135,9 @@ def scan_image_folder(
         The layout.
 
     Raises:
-        FolderLayoutError: not a folder, no class folders with images, classes
-            that differ between train and test, or a fraction outside (0, 1).
+        FolderLayoutError: not a folder, no class folders with images, a class
+            folder without images (named), classes that differ between train and
+            test, or a fraction outside (0, 1).
 
     Example:
         >>> import tempfile, pathlib
@@ -118,8 +151,9 @@ def scan_image_folder(
         (('a', 'b'), 2, 'folders')
     """
     root = Path(root)
-    if not root.is_dir():
-        raise FolderLayoutError(f"{root} is not a folder")
+    problem = not_a_folder(root)
+    if problem:
+        raise FolderLayoutError(problem)
     test_folder = next((root / n for n in _TEST_FOLDERS if (root / n).is_dir()), None)
     if (root / "train").is_dir() and test_folder is not None:
         classes, train = _class_files(root / "train")
@@ -146,11 +180,19 @@ def scan_image_folder(
     return FolderLayout(root, tuple(classes), train, test, "fraction")
 
 
+def _open_image(path: str) -> Image.Image:
+    """`Image.open` on a regular file only: opening a FIFO blocks until something writes to it."""
+    return Image.open(regular_file(path))
+
+
 def read_image_file(path: str) -> torch.Tensor:
     """Decode one image file with PIL (as torchvision's ImageFolder does) to uint8 RGB `(3, h, w)`.
 
+    Only regular files are opened (a FIFO named `x.jpg` would block the read forever).
+
     Raises:
-        OSError: PIL cannot read it (missing, truncated, not an image).
+        OSError: PIL cannot read it (missing, truncated, not an image), or it is not a
+            regular file.
 
     Example:
         >>> import tempfile
@@ -158,7 +200,7 @@ def read_image_file(path: str) -> torch.Tensor:
         >>> read_image_file(p).shape
         torch.Size([3, 3, 5])
     """
-    with Image.open(path) as image:
+    with _open_image(path) as image:
         return to_uint8_image(image, path)
 
 
@@ -167,7 +209,7 @@ def _store_size_of(paths: list[str], fallback: int) -> int:
     sizes = set()
     for path in paths:
         try:
-            with Image.open(path) as image:
+            with _open_image(path) as image:
                 sizes.add(image.size)
         except (OSError, SyntaxError):
             continue  # reported when decoded
@@ -185,7 +227,7 @@ def load_folder_split(
     split: str,
     size: int | None = None,
     *,
-    subset: SubsetKind = "first",
+    subset: SubsetKind = "auto",
     seed: int = 0,
     test_fraction: float = 0.2,
     store_size: int | None = None,
@@ -211,8 +253,9 @@ def load_folder_split(
         root: the folder (see `scan_image_folder`).
         split: `"train"` or `"test"`.
         size: how many images; `None` takes them all.
-        subset: `"first"` (ImageFolder order: classes sorted, then files),
-            `"random"` or `"stratified"` (see `choose_subset`).
+        subset: `"stratified"` (`"auto"` means it here), `"first"` (ImageFolder order:
+            classes sorted, then files) or `"random"` (see `choose_subset`); a subset that
+            misses classes of the split is warned about.
         seed: seeds the subset and the one-folder split.
         test_fraction: test share of each class when `root` has no train/test folders.
         store_size: side the images are stored at; `None` keeps their own size
@@ -264,7 +307,15 @@ def load_folder_split(
         )
     if not files:
         raise BadImageError(f"none of the {len(every)} images of {layout.root} can be read")
+    subset = resolve_subset(subset, shuffled=False)
     positions = choose_subset(labels, size or len(files), subset, seed=seed)
+    warn_missing_classes(
+        labels,
+        [labels[i] for i in positions],
+        where=f"the {split} split of {layout.root}",
+        how=subset,
+        classes=layout.classes,
+    )
     paths = [files[i][0] for i in positions]
     side = store_size or _store_size_of(paths, fallback_store_size)
     loader = FileLoader(files, side, draft=draft)

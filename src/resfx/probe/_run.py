@@ -172,7 +172,8 @@ class ProbeArgs:
         stages: stages, comma-separated, from `PROBE_STAGES`.
         trainset_size: training images.
         testset_size: test images.
-        subset: `"first"`, `"random"` or `"stratified"`.
+        subset: `"auto"` (`"first"` for cifar10/synthetic, else `"stratified"`), `"first"`,
+            `"random"` or `"stratified"`.
         image_size: side of the network's inputs.
         store_size: an image folder's store size (`None`: their own or `image_size`).
         test_fraction: a single image folder's test share per class.
@@ -224,7 +225,7 @@ class ProbeArgs:
     stages: str = field(default=",".join(PROBE_STAGES), metadata=_help("stages, comma-separated"))
     trainset_size: int = field(default=5_000, metadata=_help("training images"))
     testset_size: int = field(default=1_000, metadata=_help("test images"))
-    subset: SubsetKind = field(default="first", metadata=_help("first, random or stratified"))
+    subset: SubsetKind = field(default="auto", metadata=_help("auto, first, random or stratified"))
     image_size: int = field(default=64, metadata=_help("side of the network's inputs"))
     store_size: int | None = field(
         default=None, metadata=_help("image folder: side images are stored at")

@@ -5,7 +5,6 @@ import re
 import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .._freeze import BNPolicy, OptimizerName
@@ -20,6 +19,7 @@ from ..data import (
     BadImagePolicy,
     DatasetName,
     SubsetKind,
+    check_data_source,
 )
 from ..models import list_models
 
@@ -112,7 +112,8 @@ class TrainingArgs:
             folders split by `test_fraction`).
         arch: the backbone, a name of `resfx.models.list_models()`.
         subset: which examples `trainset_size`/`testset_size` take: `"first"`
-            (the seed's), `"random"` or `"stratified"` (seeded by `seed`).
+            (the seed's), `"random"` or `"stratified"` (seeded by `seed`); `"auto"` (the
+            default) is `"first"` for cifar10/synthetic, `"stratified"` for a folder.
         test_fraction: an image folder without train/test folders: each class's share
             for testing.
         store_size: an image folder: side the images are decoded and stored at;
@@ -256,7 +257,7 @@ class TrainingArgs:
     )
     arch: str = field(default="resnet34", metadata=_help("the backbone architecture"))
     subset: SubsetKind = field(
-        default="first", metadata=_help("first N examples (the seed's), random, or stratified")
+        default="auto", metadata=_help("auto: first on cifar10/synthetic, stratified on a folder")
     )
     test_fraction: float = field(
         default=0.2, metadata=_help("one image folder: each class's share for testing")
@@ -392,11 +393,7 @@ def _check_paths(args: "TrainingArgs") -> None:
             "resume and overwrite exclude each other: resume continues the run in "
             "output_dir, overwrite replaces it; pass one"
         )
-    if args.data not in DATASETS and not Path(args.data).is_dir():
-        raise ValueError(
-            f"unknown data {args.data!r}: expected one of {DATASETS} or the path of an image "
-            f"folder (train/ and test/ class folders, or one folder of class folders)"
-        )
+    check_data_source(args.data)
 
 
 def _check_names(args: "TrainingArgs") -> None:

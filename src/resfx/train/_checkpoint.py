@@ -10,18 +10,22 @@ proves it is the same.
 
 import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch import nn as tnn
 
 from .._atomic import atomic_torch_save
+from ..data import DATASETS, SubsetKind, resolve_subset
 from ..features import fingerprint_module, tensor_checksum
 from ._args import RESUMABLE_CHANGES, TrainingArgs
 from ._results import TrainHistory
+from ._rundir import OutputDirectoryError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint inside `TrainingArgs.output_dir`."""
@@ -80,7 +84,7 @@ class Checkpoint:
         batch: batches of `epoch` already done.
         step: optimizer steps done in all.
         history: the history so far, as a dict.
-        rng: random number generator states (`torch`, `cuda`, `python`).
+        rng: random number generator states (`torch`, `cuda`, `python`, `numpy`).
         frozen: `frozen_fingerprint` of the model.
 
     Example:
@@ -100,25 +104,56 @@ class Checkpoint:
     frozen: str
 
 
+def seed_rng(seed: int) -> None:
+    """Seed every generator a checkpoint saves: torch's (CPU and CUDA), Python's `random`, numpy's.
+
+    A run seeds them all at its start, so that one resumed from a checkpoint and one
+    never interrupted end with the same generator states, not only the same weights.
+
+    Args:
+        seed: the seed (numpy's generator takes it modulo 2**32).
+
+    Example:
+        >>> seed_rng(3); a = (torch.rand(1), random.random(), np.random.rand())
+        >>> seed_rng(3); a == (torch.rand(1), random.random(), np.random.rand())
+        True
+    """
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
 def capture_rng() -> dict[str, Any]:
-    """The states of torch's CPU and CUDA generators and of Python's `random`.
+    """The states of torch's CPU and CUDA generators, Python's `random` and numpy's global one.
+
+    numpy's state is kept as plain values and a tensor, which `torch.load(weights_only=True)`
+    reads.
 
     Example:
         >>> sorted(capture_rng())
-        ['cuda', 'python', 'torch']
+        ['cuda', 'numpy', 'python', 'torch']
     """
+    name, keys, position, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python": random.getstate(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
     }
 
 
 def restore_rng(states: dict[str, Any]) -> None:
-    """Put back generator states taken by `capture_rng`.
+    """Put back every generator state taken by `capture_rng` (numpy's when it was taken).
 
     Example:
-        >>> s = capture_rng(); a = torch.rand(1); restore_rng(s); bool(torch.rand(1) == a)
+        >>> s = capture_rng(); a = (torch.rand(1), random.random(), np.random.rand())
+        >>> restore_rng(s); a == (torch.rand(1), random.random(), np.random.rand())
         True
     """
     torch.set_rng_state(states["torch"])
@@ -126,6 +161,12 @@ def restore_rng(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
+    if "numpy" in states:  # checkpoints from before numpy's state was kept have none
+        saved = states["numpy"]
+        keys = saved["keys"].numpy().astype(np.uint32)
+        np.random.set_state(
+            (saved["name"], keys, saved["position"], saved["has_gauss"], saved["gauss"])
+        )
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
@@ -162,9 +203,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
     Raises:
         FileNotFoundError: no file at `path`.
-        CheckpointError: `path` is a folder, the file is empty, truncated or otherwise
-            unreadable, is not a resfx checkpoint, or its contents do not match their
-            checksum; the message says which and what to do.
+        CheckpointError: `path` is a folder or a symbolic link to no file (a loop), the
+            file is empty, truncated or otherwise unreadable, is not a resfx checkpoint,
+            or its contents do not match their checksum; the message says which and
+            what to do.
 
     Example:
         >>> load_checkpoint("/nonexistent.pt")
@@ -173,9 +215,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         FileNotFoundError: no checkpoint at /nonexistent.pt
     """
     path = Path(path)
+    remedy = "delete it to start the run over, or put back a good copy"
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(
+            f"checkpoint {path} is a symbolic link that leads to no file (a loop, or its target "
+            f"is gone); {remedy}"
+        )
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    remedy = "delete it to start the run over, or put back a good copy"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is a folder, not a file; move it away")
     if path.stat().st_size == 0:
@@ -204,13 +251,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return Checkpoint(**payload)
 
 
+def _same_setting(name: str, saved: Any, current: dict[str, Any]) -> bool:
+    """A saved setting equals the current one; subsets compare as what they mean for the data
+    (a run saved with `"first"` on CIFAR-10 resumes under the default `"auto"`)."""
+    if name != "subset" or saved not in get_args(SubsetKind):
+        return current.get(name) == saved
+    shuffled = current["data"] in DATASETS
+    return resolve_subset(saved, shuffled=shuffled) == resolve_subset(
+        current[name], shuffled=shuffled
+    )
+
+
 def check_resumable(
     checkpoint: Checkpoint, args: TrainingArgs, model: tnn.Module, *, world_size: int = 1
 ) -> None:
     """Check that `args`, `model` and the process count continue the run `checkpoint` comes from.
 
     Only the fields in `RESUMABLE_CHANGES` (epochs, output paths, device,
-    progress bars...) may differ, the frozen parameters must be identical, and
+    progress bars...) may differ (and `subset` in name: `"auto"` is the subset it
+    means for the data), the frozen parameters must be identical, and
     the number of processes too: it multiplies the global batch and decides
     each process's share of every epoch.
 
@@ -238,7 +297,7 @@ def check_resumable(
     differing = [
         f"{name}={value!r} (now {current.get(name)!r})"
         for name, value in checkpoint.args.items()
-        if name not in RESUMABLE_CHANGES and current.get(name) != value
+        if name not in RESUMABLE_CHANGES and not _same_setting(name, value, current)
     ]
     if differing:
         raise CheckpointError(
@@ -291,3 +350,67 @@ def history_from(checkpoint: Checkpoint) -> TrainHistory:
         'head'
     """
     return TrainHistory.from_dict(checkpoint.history)
+
+
+_CHECKPOINT_MARGIN = 64 * 2**10
+"""Bytes beyond the tensors: settings, history, generator states and the zip's records
+(a head-mode checkpoint of a width-4 ResNet after one epoch: 43 KB of them)."""
+
+
+def checkpoint_bytes(model: tnn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """About how many bytes `save_checkpoint` writes for `model` trained by `optimizer`.
+
+    The tensors of `trainable_state` (what trains and every buffer), the
+    optimizer's state as it is after a first step (Adam's two moments per
+    trained value, SGD's momentum, nothing for plain SGD; its actual state once
+    it has one), and 64 KiB for the rest.
+
+    Args:
+        model: the model, with what trains marked `requires_grad`.
+        optimizer: the optimizer over what trains.
+
+    Returns:
+        The estimate in bytes.
+
+    Example:
+        >>> m = torch.nn.Linear(256, 256)
+        >>> checkpoint_bytes(m, torch.optim.Adam(m.parameters())) // 1024
+        835
+    """
+    trains = [p for p in model.parameters() if p.requires_grad]
+    state = sum(t.numel() * t.element_size() for t in trainable_state(model).values())
+    defaults = optimizer.defaults
+    moments = 2 if "betas" in defaults else int(bool(defaults.get("momentum", 0)))
+    moments_bytes = 0
+    for p in trains:
+        saved = [t for t in optimizer.state.get(p, {}).values() if isinstance(t, Tensor)]
+        predicted = moments * p.numel() * p.element_size()
+        moments_bytes += sum(t.numel() * t.element_size() for t in saved) if saved else predicted
+    return state + moments_bytes + _CHECKPOINT_MARGIN
+
+
+def check_checkpoint_space(
+    folder: Path, model: tnn.Module, optimizer: torch.optim.Optimizer
+) -> None:
+    """Check that `folder` has room for a checkpoint of `model`, before the first epoch.
+
+    Args:
+        folder: the output directory.
+        model: the model.
+        optimizer: its optimizer.
+
+    Raises:
+        OutputDirectoryError: less free space than `checkpoint_bytes(model, optimizer)`.
+
+    Example:
+        >>> import tempfile
+        >>> m = torch.nn.Linear(2, 2)
+        >>> check_checkpoint_space(Path(tempfile.mkdtemp()), m, torch.optim.SGD(m.parameters()))
+    """
+    needed, free = checkpoint_bytes(model, optimizer), shutil.disk_usage(folder).free
+    if free < needed:
+        raise OutputDirectoryError(
+            f"no space left for a checkpoint in output_dir {str(folder)!r}: "
+            f"{free / 2**20:.1f} MiB free, a checkpoint needs about {needed / 2**20:.2f} MiB; "
+            f"free some space or pass another output_dir"
+        )

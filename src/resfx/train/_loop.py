@@ -35,18 +35,20 @@ from ._checkpoint import (
     Checkpoint,
     CheckpointError,
     capture_rng,
+    check_checkpoint_space,
     check_resumable,
     frozen_fingerprint,
     history_from,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+    seed_rng,
 )
 from ._finetune import FullJob, PartialJob
 from ._head import HeadJob
 from ._job import Job, JobSetup, SetupClock
 from ._results import TrainHistory, TrainResult
-from ._rundir import OutputDirectoryError, check_checkpoint_space, claim_output_dir
+from ._rundir import OutputDirectoryError, claim_output_dir
 from ._store_input import check_store_backbone, store_inputs
 
 HISTORY_NAME = "history.json"
@@ -80,7 +82,7 @@ class NonFiniteLossError(FloatingPointError):
 def build_model(args: TrainingArgs) -> ResNet:
     """The model `train(args)` starts from, seeded: `args.arch`, new head, backbone frozen or not.
 
-    Seeds torch with `args.seed` first, so the head's (and a random
+    Seeds every generator with `args.seed` first (`seed_rng`), so the head's (and a random
     backbone's) initialisation is the same in every process and every run.
 
     Args:
@@ -95,7 +97,7 @@ def build_model(args: TrainingArgs) -> ResNet:
         >>> all(p.requires_grad for p in model.parameters())
         True
     """
-    torch.manual_seed(args.seed)
+    seed_rng(args.seed)
     model = get_resnet_for_feature_extraction(
         num_classes=args.n_classes or 10, weights=args.weights, arch=args.arch, bn=args.bn
     )
@@ -224,7 +226,8 @@ class TrainingLoop:
     def resume(self) -> None:
         """Continue from the checkpoint in `output_dir` when `resume` is set and there is one."""
         path, args = self.checkpoint_path, self.args
-        if not (args.resume and path and path.is_file()):
+        # a link that leads nowhere (a loop) is a damaged checkpoint, not a missing one
+        if not (args.resume and path and (path.is_symlink() or path.exists())):
             return
         checkpoint = load_checkpoint(path)
         check_resumable(checkpoint, args, self.job.model, world_size=self.setup.context.world_size)
@@ -414,7 +417,7 @@ def _start(
     )
     job = _job_for(setup, model, features)
     if output is not None and context.is_main:
-        check_checkpoint_space(output, job.model)
+        check_checkpoint_space(output, job.model, job.tuner.optimizer)
     summary = parameter_summary(job.model)
     history = TrainHistory(
         mode=args.mode,

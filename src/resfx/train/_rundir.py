@@ -9,13 +9,10 @@ or `overwrite` (replace resfx's own files in it, nothing else).
 """
 
 import contextlib
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-from torch import nn as tnn
 
 from .._atomic import remove_stale_temporaries
 from .._lock import LockError, hold_lock
@@ -141,38 +138,3 @@ def _check_previous_run(
     if overwrite:
         for name in present:
             (path / name).unlink()
-
-
-def checkpoint_bytes(model: tnn.Module) -> int:
-    """About how many bytes a training checkpoint of `model` takes.
-
-    What trains (with Adam's two moments), every buffer, and a MiB for the
-    history and the generator states.
-
-    Example:
-        >>> import torch
-        >>> checkpoint_bytes(torch.nn.Linear(256, 256)) > 3 * 256 * 256 * 4
-        True
-    """
-    trains = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    return 3 * trains + buffers + 2**20
-
-
-def check_checkpoint_space(folder: Path, model: tnn.Module) -> None:
-    """Check that `folder` has room for a checkpoint of `model`, before the first epoch.
-
-    Raises:
-        OutputDirectoryError: less free space than `checkpoint_bytes(model)`.
-
-    Example:
-        >>> import tempfile, torch
-        >>> check_checkpoint_space(Path(tempfile.mkdtemp()), torch.nn.Linear(2, 2))
-    """
-    needed, free = checkpoint_bytes(model), shutil.disk_usage(folder).free
-    if free < needed:
-        raise OutputDirectoryError(
-            f"no space left for a checkpoint in output_dir {str(folder)!r}: "
-            f"{free / 2**20:.1f} MiB free, a checkpoint needs about {needed / 2**20:.1f} MiB; "
-            f"free some space or pass another output_dir"
-        )
