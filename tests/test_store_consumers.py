@@ -66,6 +66,15 @@ def test_a_head_trains_on_the_store_without_decoding_and_as_on_the_images(
     assert on_store.accuracy_list == on_images.accuracy_list
 
 
+def test_random_weights_pair_through_the_seed(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "images", train=2, test=1)
+    store = tmp_path / "store"
+    extract(folder, store, arch="resnet18", image_size=16, device="cpu", seed=5)
+    assert len(train(_args(features=str(store), weights=None, seed=5, epochs=1)).loss_list) == 2
+    with pytest.raises(ValueError, match="the --seed"):
+        train(_args(features=str(store), weights=None, seed=6))
+
+
 def test_a_store_is_refused_for_another_backbone_arch_or_mode(
     made: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:

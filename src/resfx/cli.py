@@ -732,6 +732,7 @@ def _run_extract(namespace: argparse.Namespace) -> int:
             resume=namespace.resume,
             overwrite=namespace.overwrite,
             on_bad_image=namespace.on_bad_image,
+            seed=namespace.seed,
         )
     finally:
         logger.removeHandler(handler)
@@ -802,6 +803,12 @@ def _register_extract(subcommands: Any) -> None:
         choices=("error", "skip"),
         default="error",
         help="stop at unreadable images (default), or skip them and list them in the manifest",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=0,
+        help="seeds random weights (--weights none) as resfx train --seed does (default 0)",
     )
     parser.set_defaults(handler=_run_extract)
 

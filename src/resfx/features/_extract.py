@@ -211,6 +211,7 @@ def extract(
     resume: bool = False,
     overwrite: bool = False,
     on_bad_image: BadImagePolicy = "error",
+    seed: int = 0,
     context: DistributedContext | None = None,
 ) -> FeatureStore:
     """Write a frozen model's pooled features of `stages` over every split of `data` to a store.
@@ -244,6 +245,9 @@ def extract(
         overwrite: replace a store in `out`.
         on_bad_image: `"error"` stops at unreadable images, naming them; `"skip"`
             leaves them out and lists them in the manifest.
+        seed: seeds the random initialisation when `weights` is `None`, as
+            `resfx train --seed` does, so a head trained on the store (`resfx train
+            --features`) pairs with the same random backbone.
         context: the processes of a `torchrun` launch; `None`: from the environment.
 
     Returns:
@@ -292,6 +296,7 @@ def extract(
             resume=resume,
             overwrite=overwrite,
             on_bad_image=on_bad_image,
+            seed=seed,
             context=context,
         )
     finally:
@@ -315,9 +320,11 @@ def _extract(
     resume: bool,
     overwrite: bool,
     on_bad_image: BadImagePolicy,
+    seed: int,
     context: DistributedContext,
 ) -> FeatureStore:
     sources, classes = _sources(data, image_size, workers, on_bad_image)
+    torch.manual_seed(seed)  # the random initialisation, when there are no weights
     model, arch_name = _model(arch, weights, device)
     widths = {stage: model.config.stage_channels[stage] for stage in stages}
     preprocessing = {
@@ -330,6 +337,7 @@ def _extract(
     settings = {
         "arch": arch_name,
         "weights": None if weights is None else str(weights),
+        "seed": seed if weights is None and not isinstance(arch, ResNet) else None,
         "model_fingerprint": fingerprint_module(model, exclude_prefix="fc."),
         "preprocessing": preprocessing,
         "stages": widths,

@@ -103,8 +103,8 @@ def check_store_backbone(model: ResNet, fingerprint: str, path: str) -> None:
         raise ValueError(
             f"the feature store {path} was computed by a backbone with other weights than "
             f"this run's (fingerprint {fingerprint[:12]}... vs "
-            f"{fingerprint_module(model, exclude_prefix='fc.')[:12]}...); pass the --weights the "
-            f"extraction used (random weights are drawn anew by each run and never pair)"
+            f"{fingerprint_module(model, exclude_prefix='fc.')[:12]}...); pass the --weights "
+            f"(for random weights, the --seed) the extraction used"
         )
 
 
