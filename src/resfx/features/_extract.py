@@ -160,11 +160,7 @@ def _model(arch: str | ResNet, weights: str | None, device: torch.device) -> tup
             raise ValueError("pass weights with an architecture name, not with a model")
         refuse_train_mode(arch)
         return arch.to(device), f"{type(arch).__name__}({arch.config})"
-    with torch.random.fork_rng(devices=[]):
-        # Random weights (None) are seeded: a resumed run or another rank builds the same model.
-        torch.manual_seed(0)
-        model = create_model(arch, weights=weights, progress=False)
-    return freeze(model).to(device), arch
+    return freeze(create_model(arch, weights=weights, progress=False)).to(device), arch
 
 
 def _check_stages(stages: Sequence[str]) -> list[str]:
