@@ -106,3 +106,18 @@ def test_a_resume_recomputes_a_journalled_shard_whose_bytes_changed(
     store = extract(folder, out, arch=tiny_model(), resume=True, **SETTINGS)
     store.verify()
     assert bool(torch.isfinite(store.load("train", "pooled")).all())
+
+
+def test_every_image_a_shard_skips_is_listed_not_only_its_last_batch_s(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    folder = write_folder(tmp_path / "images", train=2, test=1)
+    encoded = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(encoded, "JPEG")
+    for name in ("0z.jpg", "1z.jpg"):  # one in each batch of shard 0: header whole, pixels cut
+        (folder / "train" / "cat" / name).write_bytes(encoded.getvalue()[:200])
+    store = extract(folder, tmp_path / "s", arch=tiny_model(), on_bad_image="skip", **SETTINGS)
+    skipped = store.manifest["splits"]["train"]["skipped"]
+    assert sorted(Path(entry.split(" ")[0]).name for entry in skipped) == ["0z.jpg", "1z.jpg"]
