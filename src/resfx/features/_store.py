@@ -553,6 +553,12 @@ class FeatureStore:
                 f"{STORE_FORMAT} version {STORE_VERSION}"
             )
         store = cls(root, manifest)
+        try:
+            problem = _manifest_problem(root, manifest)
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as error:
+            problem = f"not a store manifest ({type(error).__name__}: {error})"
+        if problem is not None:
+            raise StoreError(_damaged(manifest_path, problem))
         for split in store.splits:
             for stage in store.stages:
                 for shard in manifest["splits"][split]["stages"][stage]:
@@ -647,6 +653,34 @@ class FeatureStore:
         for split in self.splits:
             for stage in self.stages:
                 self.source(split, stage).verify()
+
+
+def _manifest_problem(root: Path, manifest: Mapping[str, Any]) -> str | None:
+    """What is inconsistent in a manifest's splits (row ranges, labels, files), or `None`."""
+    classes = len(manifest["classes"])
+    for split, described in manifest["splits"].items():
+        rows = int(described["rows"])
+        labels = described["labels"]
+        if len(labels) != rows or len(described["paths"]) != rows:
+            return (
+                f"split {split!r} has {rows} rows but {len(labels)} labels and "
+                f"{len(described['paths'])} paths"
+            )
+        if classes and any(not 0 <= int(label) < classes for label in labels):
+            return f"split {split!r} has labels outside [0, {classes})"
+        for stage in manifest["stages"]:
+            stop = 0
+            for shard in described["stages"][stage]:
+                start, end = (int(value) for value in shard["rows"])
+                if start != stop or end < start:
+                    return f"split {split!r}, stage {stage!r}: row ranges do not tile 0..{rows}"
+                stop = end
+                file = Path(shard["file"])
+                if file.is_absolute() or ".." in file.parts:
+                    return f"shard file {shard['file']!r} lies outside the store {root}"
+            if stop != rows:
+                return f"split {split!r}, stage {stage!r}: row ranges do not tile 0..{rows}"
+    return None
 
 
 def assemble_manifest(

@@ -307,7 +307,8 @@ def probe_features(
         The linear and kNN results.
 
     Raises:
-        ValueError: the sources differ in width, or see `linear_probe`.
+        ValueError: the sources differ in width, a row holds NaN or infinity, or see
+            `linear_probe`.
 
     Example:
         >>> from resfx.features import TensorFeatures
@@ -321,6 +322,13 @@ def probe_features(
         raise ValueError(f"train and test features differ in width: {train.width}, {test.width}")
     classes = n_classes or int(max(train.labels.max(), test.labels.max())) + 1
     x_train, x_test = _all_rows(train), _all_rows(test)
+    for name, rows in (("training", x_train), ("test", x_test)):
+        broken = (~torch.isfinite(rows).all(dim=1)).nonzero().flatten()
+        if len(broken):
+            raise ValueError(
+                f"{len(broken)} {name} feature rows hold NaN or infinity (first at row "
+                f"{int(broken[0])}); extract the features again (fp32 rather than bf16?)"
+            )
     linear = linear_probe(x_train, train.labels, x_test, test.labels, classes, settings, seed=seed)
     knn = knn_probe(
         x_train,
