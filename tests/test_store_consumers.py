@@ -1,6 +1,5 @@
 """`--features STORE`: the cached training mode and the probes read a feature store, no image."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,9 @@ from resfx.features import FeatureStore, TensorFeatures, extract
 from resfx.models import resnet18
 from resfx.probe import ProbeArgs, probe_stage_sources, run_probe
 from resfx.train import TrainingArgs, train
-from test_store import write_folder
+from test_store import one_thread, write_folder
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+__all__ = ["one_thread"]  # test_store's autouse fixture: one torch thread in this file too
 
 
 @pytest.fixture(scope="module")
