@@ -25,7 +25,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_atomic",
         "_lock",
         "_device_sync",
-        "_sync",
         "_distributed",
         "_version",
     ),

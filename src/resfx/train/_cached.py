@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from torch import Tensor
 
-from .._sync import synchronize
+from .._device_sync import synchronize
 from .._typing import Features, Labels
 from ..data import ImageSplit, StreamedSplit
 from ..features import FeatureCache, FeatureSource, TensorFeatures, compute_features

@@ -18,9 +18,9 @@ from torch import Tensor
 from torch import nn as tnn
 from torch.nn.parallel import DistributedDataParallel
 
+from .._device_sync import synchronize
 from .._distributed import DistributedContext
 from .._freeze import Finetuner
-from .._sync import synchronize
 from .._typing import Images, Labels, Logits
 from ..data import ImageSplit, StreamedSplit, epoch_order
 from ..models import ResNet

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._device_sync import synchronize
 from .._distributed import DistributedContext, init_distributed, resolve_device
 from .._freeze import parameter_summary, unfreeze
-from .._sync import synchronize
 from ..data import ImageSplit, StreamedSplit, iterate_batches, load_data
 from ..features import FeatureSource
 from ..models import ResNet, get_resnet_for_feature_extraction, resolve_weights
