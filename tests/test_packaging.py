@@ -8,6 +8,11 @@ install of the checkout stays invisible there, and the new environment's own sit
 first on the path. Every command runs without `PYTHONPATH` from a folder outside the checkout.
 The commands are started together once the wheel is installed (each one imports torch, mypy
 reads all of torch's annotations), so on a multi-core machine they cost about the longest one.
+
+`tests/user_script.py` is a researcher's script over every call of the README, the quick start
+and the guides: it must pass `mypy --strict` against the installed wheel, and run there. mypy's
+cache lives in the checkout's `.mypy_cache/` (ignored by git), so torch's annotations are read
+once, not on every run.
 """
 
 import email.parser
@@ -28,10 +33,12 @@ import pytest
 import resfx
 
 REPO = Path(__file__).resolve().parents[1]
+USER_SCRIPT = Path(__file__).with_name("user_script.py")
+MYPY_CACHE = REPO / ".mypy_cache" / "installed-wheel"
 VERSION = resfx.__version__
 DIST_INFO = f"resfx-{VERSION}.dist-info"
 
-USER_SCRIPT = """\
+REVEAL_SCRIPT = """\
 import torch
 import resfx
 
@@ -40,8 +47,10 @@ reveal_type(model)
 reveal_type(model.forward(torch.zeros(2, 3, 32, 32)))
 reveal_type(resfx.parameter_summary(model))
 resfx.resnet34(num_classes="ten")
+resfx.get_resnet_for_feature_extraction(weights=None)
+resfx.frezee(model)
 """
-"""A user's script: three types mypy must see through the installed wheel, one wrong call.
+"""Three types mypy must see through the installed wheel, and three wrong calls.
 
 `forward`, not `model(...)`: torch types `Module.__call__` as returning `Any`.
 """
@@ -79,6 +88,19 @@ def _user_environ(bin_dir: Path) -> dict[str, str]:
         "MPLBACKEND": "Agg",
     }
 
+
+MYPY_INI = """\
+[mypy]
+strict = True
+# Only the user's scripts are checked; resfx and torch are followed silently (their own errors
+# are not reported), which is what a user of the installed wheel gets.
+follow_imports = silent
+# torch leaves some methods unannotated (`Tensor.backward`), torchvision has no annotations
+untyped_calls_exclude = torch
+[mypy-torchvision.*]
+ignore_missing_imports = True
+"""
+"""A strict user's configuration: only torch's and torchvision's missing annotations excused."""
 
 IMPORT_CHECK = (
     "import importlib.metadata, resfx; print(resfx.__file__); print(resfx.__version__); "
@@ -141,16 +163,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     (site_packages / "_resfx_test_env.pth").write_text("\n".join(test_env_paths) + "\n")
     user_dir = root / "user"
     user_dir.mkdir()
-    (user_dir / "user_script.py").write_text(USER_SCRIPT)
-    # Only the user's script is checked; resfx and torch are followed silently (their own
-    # errors are not reported), which is what a user of the installed wheel gets.
-    (user_dir / "mypy.ini").write_text("[mypy]\nfollow_imports = silent\n")
+    (user_dir / "reveal_types.py").write_text(REVEAL_SCRIPT)
+    (user_dir / "user_script.py").write_text(USER_SCRIPT.read_text())
+    (user_dir / "mypy.ini").write_text(MYPY_INI)
 
     installed = Installed(wheel=wheel, sdist=sdist, env=env, user_dir=user_dir)
-    mypy = (sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "--cache-dir", ".mypy_cache")
-    installed.start(
-        "mypy", *mypy, "--python-executable", python, "--no-error-summary", "user_script.py"
-    )
+    mypy = (sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "--cache-dir", MYPY_CACHE)
+    scripts = ("reveal_types.py", "user_script.py")
+    installed.start("mypy", *mypy, "--python-executable", python, "--no-error-summary", *scripts)
+    installed.start("script", python, "-W", "error", "user_script.py")
     installed.start("import", python, "-c", IMPORT_CHECK)
     installed.start("version", script, "--version")
     installed.start("summary", script, *SUMMARY_FLAGS)
@@ -243,10 +264,22 @@ def test_type_checker_sees_the_installed_signatures(installed: Installed) -> Non
         "torch._tensor.Tensor",
         _qualified_name(resfx.ParameterSummary),
     ], finished.stdout + finished.stderr
-    assert len(errors) == 1, finished.stdout
+    # the researcher's script is clean under --strict: the wrong calls are the only errors
+    assert len(errors) == 3, finished.stdout
     # the zoo's factories are typed by the Protocol of their signature
     assert errors[0].startswith(
-        'user_script.py:8: error: Argument "num_classes" to "__call__" of "BasicFactory"'
+        'reveal_types.py:8: error: Argument "num_classes" to "__call__" of "BasicFactory"'
     )
     assert '"str"; expected "int"' in errors[0]
+    # a required argument is required in the signature type checkers read
+    assert errors[1].startswith(
+        'reveal_types.py:9: error: No overload variant of "get_resnet_for_feature_extraction"'
+    )
+    # a misspelt name is an error, not an `Any` from the lazy module `__getattr__`
+    assert errors[2].startswith('reveal_types.py:10: error: Module has no attribute "frezee"')
     assert finished.returncode == 1
+
+
+def test_the_users_script_runs_from_the_wheel(installed: Installed) -> None:
+    printed = _checked(installed.result("script")).splitlines()
+    assert printed[-1].startswith("linear "), printed[-3:]

@@ -146,15 +146,19 @@ the `TYPE_CHECKING` imports above; `tests/test_light_import.py` keeps the two eq
 _HOMES = {name: module for module, names in _NAMES.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    elif name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value  # later look-ups find it without this function
-    return value
+# Defined only at run time: to a type checker a module `__getattr__` makes every unknown name
+# (a typo such as `resfx.frezee`) an `Any`; without it, only the imports above exist.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in _SUBMODULES:
+            value = importlib.import_module(f".{name}", __name__)
+        elif name in _HOMES:
+            value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value  # later look-ups find it without this function
+        return value
 
 
 def __dir__() -> list[str]:

@@ -7,11 +7,34 @@ the others.
 
 import dataclasses
 import warnings
+from typing import overload
 
 from .. import nn
 from .._freeze import BNPolicy, freeze
 from ._factory import Weights, create_model
 from ._resnet import ResNet
+
+
+@overload
+def get_resnet_for_feature_extraction(
+    num_classes: int,
+    *,
+    weights: Weights = None,
+    arch: str = "resnet34",
+    bn: BNPolicy = "eval",
+    progress: bool = True,
+) -> ResNet: ...
+
+
+@overload
+def get_resnet_for_feature_extraction(
+    *,
+    n_classes: int,
+    weights: Weights = None,
+    arch: str = "resnet34",
+    bn: BNPolicy = "eval",
+    progress: bool = True,
+) -> ResNet: ...
 
 
 def get_resnet_for_feature_extraction(
@@ -36,7 +59,9 @@ def get_resnet_for_feature_extraction(
     `resfx.parameter_groups(model, lr=...)`; `resfx.unfreeze(model.layer4,
     optimizer=...)` fine-tunes more later. The class count may be given by
     position, as the seed's `get_resnet_for_feature_extraction(10)` does; the
-    rest is keyword-only, and offline by default like `resnet34`.
+    rest is keyword-only, and offline by default like `resnet34`. `num_classes` is
+    required: the overloads type checkers read have no default for it (the run-time
+    `None` exists only so the deprecated `n_classes=` can stand in, and is refused).
 
     Args:
         num_classes: outputs of the new head; 1 gives a single logit (binary

@@ -11,7 +11,7 @@ Example:
 
 import importlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._distributed import DistributedContext as DistributedContext
 from .._distributed import resolve_device as resolve_device
@@ -67,16 +67,20 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # `resfx.train.seed_train` moved to `resfx.bench.seed_train` (a benchmark baseline, not
-    # training API); the old name works, with a warning, for one release. Looked up by name
-    # at call time: `bench` imports `train`, so `train` cannot import `bench` at load.
-    if name == "seed_train":
-        warnings.warn(
-            "resfx.train.seed_train moved to resfx.bench.seed_train; the old name is removed in "
-            "the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return importlib.import_module("resfx.bench").seed_train
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Defined only at run time: to a type checker a module `__getattr__` makes every unknown name
+# an `Any`; without it, a misspelt name (or the moved `seed_train`) is an error.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        # `resfx.train.seed_train` moved to `resfx.bench.seed_train` (a benchmark baseline, not
+        # training API); the old name works, with a warning, for one release. Looked up by name
+        # at call time: `bench` imports `train`, so `train` cannot import `bench` at load.
+        if name == "seed_train":
+            warnings.warn(
+                "resfx.train.seed_train moved to resfx.bench.seed_train; the old name is removed in "
+                "the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return importlib.import_module("resfx.bench").seed_train
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
