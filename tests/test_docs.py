@@ -10,7 +10,10 @@ every number a guide shows was computed by its own code. Snippets that are not
 meant to run are ```` ```bash ```` or ```` ```text ````.
 
 The site is built with `mkdocs build --strict` when mkdocs is installed, and
-every public name must have an entry in the API reference.
+every public name must have an entry in the API reference. The API reference's
+Returns and Yields sections are parsed as the site's renderer parses them (griffe's
+Google parser with `mkdocs.yml`'s options and extensions): a wrapped description
+must stay one row, not become one "return value" per line.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -197,3 +201,70 @@ def test_cli_reference_lists_every_subcommand(site: Path) -> None:
     )
     for name in subparsers.choices:
         assert f'id="resfx-{name}"' in page, f"resfx {name} is missing from the CLI reference"
+
+
+def _mkdocstrings_python_config() -> dict[str, Any]:
+    """`mkdocs.yml`'s `mkdocstrings` handler settings for Python (its `!!python` tags unread)."""
+    yaml = pytest.importorskip("yaml")
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader)
+    (plugin,) = (p["mkdocstrings"] for p in config["plugins"] if isinstance(p, dict))
+    return plugin["handlers"]["python"]
+
+
+def _add_shown(obj: Any, found: dict[str, Any]) -> None:
+    """Add `obj` (for an alias, its target in resfx) and a class's public members to `found`."""
+    if obj.is_alias:
+        if not obj.target_path.startswith("resfx."):
+            return
+        obj = obj.final_target
+    if obj.path not in found:
+        found[obj.path] = obj
+        for name, member in obj.members.items() if obj.is_class else ():
+            if not name.startswith("_"):
+                _add_shown(member, found)
+
+
+def _rendered_objects(package: Any) -> dict[str, Any]:
+    """What the API reference shows: each public module, its `__all__`, their public members."""
+    found: dict[str, Any] = {}
+    for module in _public_modules():
+        inner = module.__name__.removeprefix(package.name).removeprefix(".")
+        griffe_module = package[inner] if inner else package
+        found[griffe_module.path] = griffe_module
+        for name in module.__all__:
+            if not inspect.ismodule(getattr(module, name)):
+                _add_shown(griffe_module[name], found)
+    return found
+
+
+def test_every_returns_section_renders_one_row_per_value() -> None:
+    griffe = pytest.importorskip("griffe")
+    config = _mkdocstrings_python_config()
+    options = config["options"]
+    parser, parser_options = options["docstring_style"], options.get("docstring_options", {})
+    package = griffe.load(
+        "resfx",
+        search_paths=[str(ROOT / path) for path in config["paths"]],
+        extensions=griffe.load_extensions(*(str(ROOT / e) for e in options["extensions"])),
+        docstring_parser=parser,
+        docstring_options=parser_options,
+    )
+    split = []
+    for path, obj in _rendered_objects(package).items():
+        if obj.docstring is None:
+            continue
+        for section in obj.docstring.parse(parser, **parser_options):
+            # one row per unindented line: rows are separate values only when each is named
+            rows = section.value if section.kind.value in ("returns", "yields") else []
+            if len(rows) > 1 and not all(row.name for row in rows):
+                lines = "\n".join(f"    {row.description}" for row in rows)
+                split.append(f"{obj.filepath}:{obj.lineno} {path} {section.kind.value}:\n{lines}")
+    assert not split, (
+        "these Returns/Yields sections render one value per line; indent each continuation "
+        "line 4 more spaces (or name each value, `name: description`):\n" + "\n".join(split)
+    )

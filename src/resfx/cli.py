@@ -876,7 +876,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 when the run failed (the error is
-        printed), 2 for invalid arguments, 130 when interrupted (Ctrl-C).
+            printed), 2 for invalid arguments, 130 when interrupted (Ctrl-C).
 
     Example:
         >>> main(["train", "--data", "synthetic", "--weights", "none", "--trainset-size", "16",

@@ -45,7 +45,7 @@ def parameter_groups(
 
     Returns:
         A list of dicts with `params` (parameters, by identity), `lr` and
-        `weight_decay`; empty groups are left out.
+            `weight_decay`; empty groups are left out.
 
     Raises:
         ValueError: `lr` or `weight_decay` is negative or not finite, or no

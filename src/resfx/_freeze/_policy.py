@@ -318,7 +318,7 @@ def bn_policy(module: nn.Module) -> BNPolicy | None:
 
     Returns:
         The policy for a module with running statistics (see `has_running_stats`),
-        `None` for other modules.
+            `None` for other modules.
 
     Warns:
         UserWarning: `module` is a SyncBatchNorm converted behind `freeze`'s back.

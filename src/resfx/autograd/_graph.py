@@ -155,7 +155,7 @@ def graph_to_dot(graph: Graph) -> str:
 
     Returns:
         The DOT source: one box per node, named parameters in the leaf labels,
-        edges in the direction gradients flow.
+            edges in the direction gradients flow.
 
     Example:
         >>> import torch

@@ -70,7 +70,7 @@ def run_job_benchmarks(
 
     Returns:
         One result per run: the seed's first, then per precision `head` and `cached`,
-        then (with `compile`) the two again compiled.
+            then (with `compile`) the two again compiled.
 
     Example:
         >>> args = TrainingArgs(data="synthetic", weights=None, trainset_size=16, testset_size=8,

@@ -194,7 +194,7 @@ def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> li
 
     Returns:
         The PNG paths written (`bench_modes.png`, `bench_freeze_depth.png` when
-        the sweep ran).
+            the sweep ran).
 
     Example:
         >>> import tempfile

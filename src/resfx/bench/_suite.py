@@ -536,7 +536,7 @@ def run_step_benchmarks(config: BenchConfig, *, progress: bool = True) -> list[S
 
     Returns:
         One result per measurement: per precision, the modes then the sweep, each
-        mode's implementations in `config.implementations` order.
+            mode's implementations in `config.implementations` order.
 
     Example:
         >>> config = BenchConfig(batch_size=2, image_size=32, modes=("head-step",),

@@ -64,7 +64,7 @@ def decode_jpeg_batch(
 
     Returns:
         One image per blob (`None` where neither decoder could read it) and, for
-        those, the error by blob index (`"Error: message"`).
+            those, the error by blob index (`"Error: message"`).
 
     Example:
         >>> fake = lambda blobs, device: [torch.zeros(3, 8, 6, dtype=torch.uint8) for _ in blobs]

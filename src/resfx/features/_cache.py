@@ -187,7 +187,7 @@ class FeatureCache:
 
         Returns:
             The features (from memory on the device they were computed on; from
-            disk on the CPU).
+                disk on the CPU).
 
         Example:
             >>> import torch

@@ -203,7 +203,7 @@ def create_model(
 
     Returns:
         The model, in train mode, on the CPU (or on the device of a surrounding
-        `with torch.device(...)` block).
+            `with torch.device(...)` block).
 
     Raises:
         ValueError: unknown architecture or weights, or `num_classes < 1`.

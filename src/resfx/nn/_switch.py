@@ -14,7 +14,7 @@ def using_reference_ops() -> bool:
 
     Returns:
         `True` inside [`reference_ops`][resfx.nn.reference_ops] (or after
-        `set_reference_ops(True)`), `False` by default.
+            `set_reference_ops(True)`), `False` by default.
 
     Example:
         >>> using_reference_ops()

@@ -223,7 +223,7 @@ def linear_probe(
 
     Returns:
         Test and train accuracy, the chosen strength (and its `C`), validation accuracy
-        per strength, whether every fit converged, iterations and seconds.
+            per strength, whether every fit converged, iterations and seconds.
 
     Raises:
         ValueError: no validation rows for a sweep (classes of one row each; pass more rows

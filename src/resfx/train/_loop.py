@@ -90,7 +90,7 @@ def build_model(args: TrainingArgs) -> ResNet:
 
     Returns:
         The model on the CPU: backbone frozen with BatchNorm policy `args.bn`
-        and only `fc` trainable, or everything trainable for `mode="full"`.
+            and only `fc` trainable, or everything trainable for `mode="full"`.
 
     Example:
         >>> model = build_model(TrainingArgs(weights=None, mode="full"))
@@ -473,7 +473,7 @@ def train(
 
     Returns:
         The result: `loss_list` (every step), `accuracy_list` (every epoch),
-        `model`, timings; `loss_list, accuracy_list, model = train(args)` works.
+            `model`, timings; `loss_list, accuracy_list, model = train(args)` works.
 
     Raises:
         OutputDirectoryError: `output_dir` cannot be written, is in use by another run, or
