@@ -170,11 +170,18 @@ def _modes_figure(results: list[StepResult], machine: Mapping[str, Any] | None) 
                 for x, row in zip(offsets, rows, strict=True):
                     rounds = row.round_medians_ms if row else []
                     axis.plot([x] * len(rounds), rounds, ".", color="black", markersize=3)
-            axis.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+            axis.bar_label(
+                bars,
+                fmt="%.3g" if timing else "%.0f",
+                fontsize=7 if len(series) <= 2 else 6,
+                rotation=0 if len(series) <= 2 else 90,
+                padding=2,
+            )
         axis.set_ylabel(ylabel)
         axis.set_title(title)
         axis.set_xticks(range(len(modes)))
         axis.set_xticklabels(modes, rotation=30, ha="right")
+        axis.set_ylim(0, 1.15 * axis.get_ylim()[1])  # room for the rotated labels
         axis.legend(fontsize=8)
     figure.suptitle(f"ResNet34 training step by mode, {_machine_line(results, machine)}")
     return figure
