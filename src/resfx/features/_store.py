@@ -110,6 +110,24 @@ class ShardRecord:
         return len(self.positions)
 
 
+def _refuse_non_finite(
+    array: np.ndarray, split: str, shard: int, stage: str, positions: Sequence[int]
+) -> None:
+    """A store holds only finite features: NaN or infinity is a failed forward, not data."""
+    finite = np.isfinite(array).all(axis=1)
+    if finite.all():
+        return
+    rows = [int(positions[row]) for row in np.flatnonzero(~finite)]
+    shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
+    raise StoreError(
+        f"stage {stage} of shard {shard} of {split} has NaN or infinite features for "
+        f"{len(rows)} example(s) (positions {shown}); a store must hold only finite rows. "
+        "The forward overflowed (a low precision, or weights that are not the model's) or "
+        "the images are damaged: extract again with fp32 precision and checked weights; the "
+        "shards finished so far are kept and a rerun resumes after them"
+    )
+
+
 class StoreWriter:
     """Writes one feature store, shard by shard, in a folder it holds alone (see `claim`).
 
@@ -333,6 +351,7 @@ class StoreWriter:
 
         Raises:
             ValueError: an array that is not float32 with one row per position.
+            StoreError: a row holds NaN or infinity (nothing of this shard is written).
         """
         files: dict[str, dict[str, Any]] = {}
         for stage, array in features.items():
@@ -341,6 +360,7 @@ class StoreWriter:
                     f"shard {shard} of {split}, stage {stage}: expected float32 "
                     f"({len(positions)}, width), got {array.dtype} {array.shape}"
                 )
+            _refuse_non_finite(array, split, shard, stage, positions)
             path = atomic_write_with(
                 self.root / shard_file(split, stage, shard),
                 lambda file, a=array: np.save(file, np.ascontiguousarray(a)),
