@@ -328,3 +328,19 @@ def test_extraction_through_a_model_that_gives_nan_stops_without_a_store(tmp_pat
         extract(data, tmp_path / "nan", arch=model, **SETTINGS)
     with pytest.raises(StoreError, match="half-written"):
         FeatureStore.open(tmp_path / "nan")
+
+
+def test_files_named_like_shards_that_no_store_records_are_never_overwritten(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    (out / "train").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "train" / "pooled-00000.npy").write_bytes(b"someone's array")
+    data = TensorDataset(torch.rand(4, 3, 10, 10), torch.tensor([1, 0, 1, 0]))
+    with pytest.raises(StoreError, match=r"holds 1 file\(s\) named like feature-store shards"):
+        extract(data, out, arch=_model(), **SETTINGS)
+    assert (out / "train" / "pooled-00000.npy").read_bytes() == b"someone's array"
+    store = extract(data, out, arch=_model(), overwrite=True, **SETTINGS)
+    assert store.load("train", "pooled").shape[0] == 4
+    assert (out / "notes.txt").read_text() == "mine"

@@ -226,6 +226,8 @@ class StoreWriter:
             )
         elif self.resume and (started or finished):
             self._check_same_settings(finished)
+        else:
+            self._refuse_foreign_shards()
         if finished and self.resume:
             return
         if self.check is not None:
@@ -253,6 +255,29 @@ class StoreWriter:
                 f"cannot resume the feature store in {self.root}: its settings differ ({details}); "
                 f"run with the same settings, or pass overwrite=True (--overwrite) to start again"
             )
+
+    def _refuse_foreign_shards(self) -> None:
+        """Files named like shards that no journal entry records: someone else's, kept."""
+        recorded = {
+            shard_file(record.split, stage, record.shard)
+            for record in self.done().values()
+            for stage in record.files
+        }
+        for split in sorted(str(name) for name in self.settings.get("data", {})):
+            folder = self.root / split
+            if _SPLIT_NAME.match(split) and folder.is_dir():
+                foreign = sorted(
+                    p.name
+                    for p in folder.iterdir()
+                    if _SHARD_FILE.match(p.name) and f"{split}/{p.name}" not in recorded
+                )
+                if foreign:
+                    raise StoreError(
+                        f"{folder} holds {len(foreign)} file(s) named like feature-store shards "
+                        f"({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}) that no "
+                        f"store in {self.root} records; writing would replace them. Pass an "
+                        f"empty or new folder, or overwrite=True (--overwrite) to replace them"
+                    )
 
     def _remove_own_files(self) -> None:
         """Delete a previous store's files (manifest first, so no half-replaced store looks done).
