@@ -1,11 +1,14 @@
 """Folding eval-mode BatchNorm into the preceding convolution, for frozen inference."""
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn as tnn
 
 from . import nn
+
+M = TypeVar("M", bound=tnn.Module)
 
 _CONVS = (nn.Conv2d, tnn.Conv2d)
 _NORMS = (nn.BatchNorm2d, tnn.BatchNorm2d)
@@ -33,7 +36,7 @@ def _fold_pair(conv: tnn.Module, norm: tnn.Module) -> None:
     conv.bias = tnn.Parameter(bias, requires_grad=False)
 
 
-def fold_batchnorm(module: tnn.Module) -> tnn.Module:
+def fold_batchnorm(module: M) -> M:
     """A copy of `module` for inference with every BatchNorm folded into the convolution before it.
 
     A convolution followed by eval-mode BatchNorm is one affine map per channel:

@@ -120,7 +120,7 @@ class DriftGuard:
             resfx._freeze._drift.DriftError: frozen tensors changed:
               - bias: 2 of 2 elements differ
         """
-        current = dict(self.module.named_parameters())
+        current: dict[str, Tensor] = dict(self.module.named_parameters())
         current.update(self.module.named_buffers())
         changed = []
         for name, before in self._snapshot.items():

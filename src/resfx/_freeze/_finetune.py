@@ -162,14 +162,14 @@ class Finetuner:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int of at least {low}, got {value!r}")
-        for name, value in (
+        for name, number in (
             ("lr", lr),
             ("lr_decay", lr_decay),
             ("weight_decay", weight_decay),
             ("warmup_epochs", warmup_epochs),
         ):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+            if not (math.isfinite(number) and number >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {number}")
         if lr <= 0 or lr_decay <= 0:
             raise ValueError(f"lr and lr_decay must be positive, got lr={lr}, lr_decay={lr_decay}")
         if schedule not in get_args(Schedule):
@@ -221,7 +221,7 @@ class Finetuner:
         """Each stage's parameters, split by weight decay; a shared parameter goes to its first stage."""
         modules = dict(self.model.named_modules())
         claimed: set[int] = set()
-        members = []
+        members: list[tuple[Stage, float, list[nn.Parameter]]] = []
         for stage in self.stages:
             own = []
             for module_name in stage.modules:

@@ -317,10 +317,11 @@ def unfreeze(
             + ("" if model is not None else "; pass model= to name the owners in full"),
         )
     if shared_thawed and not states:
-        owners = sorted({type(owner).__name__ for owner, _ in shared_thawed})
+        owner_types = sorted({type(owner).__name__ for owner, _ in shared_thawed})
         warnings.warn(
             f"this {type(module).__name__} was not frozen itself: its parameters were frozen "
-            f"through another owner ({', '.join(owners)}), whose record now lists them as thawed",
+            f"through another owner ({', '.join(owner_types)}), whose record now lists them as "
+            "thawed",
             UserWarning,
             stacklevel=2,
         )

@@ -64,6 +64,7 @@ class StagedModel(Protocol):
 def _explicit(stages: StageSpec) -> dict[str, tuple[str, ...]]:
     items = stages.items() if isinstance(stages, Mapping) else stages
     result: dict[str, tuple[str, ...]] = {}
+    modules: tuple[str, ...]
     for item in items:
         if isinstance(item, str):
             name, modules = item, (item,)
@@ -88,8 +89,8 @@ def _explicit(stages: StageSpec) -> dict[str, tuple[str, ...]]:
     return result
 
 
-def _from_model(model: StagedModel) -> dict[str, tuple[str, ...]]:
-    names = {id(module): name for name, module in model.named_modules()}
+def _from_model(model: StagedModel, names: dict[int, str]) -> dict[str, tuple[str, ...]]:
+    """`model`'s own stages as module names (`names`: each module's name, by identity)."""
     result = {}
     for stage in model.stage_names:
         modules = model.stage(stage)
@@ -137,7 +138,7 @@ def stage_map(model: nn.Module, stages: StageSpec | None = None) -> dict[str, tu
     if stages is not None:
         result = _explicit(stages)
     elif isinstance(model, StagedModel):
-        result = _from_model(model)
+        result = _from_model(model, {id(m): name for name, m in model.named_modules()})
     else:
         result = _resnet_family(model)
     known = dict(model.named_modules())
