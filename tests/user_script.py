@@ -189,6 +189,19 @@ def proving_freezing() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     report: resfx.OptimizerReport = resfx.check_optimizer(optimizer, model)
     print(report.ok, len(report.frozen_held), len(report.frozen_with_grad))
+    block = model.layer1[0]  # a stage's blocks index as plain modules
+    assert isinstance(block, resfx.models.BasicBlock)
+    before = block.conv1.weight.clone()
+    optimizer.step()
+    print("layer1 moved:", not torch.equal(before, block.conv1.weight))
+
+    model = small_resnet()
+    model.unused_head = torch.nn.Linear(64, 10)
+    try:
+        resfx.check_gradient_flow(model, loss_of(model))
+    except resfx.GradientFlowError as error:
+        print(error.problems)
+    del model.unused_head
 
     model = resfx.freeze_to(small_resnet(), "layer3")
     optimizer = torch.optim.AdamW(resfx.parameter_groups(model, lr=1e-3, weight_decay=0.01))
@@ -207,6 +220,11 @@ def proving_freezing() -> None:
     frozen_backbone = small_resnet()
     frozen_backbone.requires_grad_(False)
     frozen_backbone.fc.requires_grad_(True)
+    running_mean = frozen_backbone.bn1.running_mean
+    assert running_mean is not None  # `None` only for a BatchNorm without running statistics
+    before = running_mean.clone()
+    frozen_backbone.train()(images)
+    print("running mean unchanged:", torch.equal(before, running_mean))
     with autograd.SavedTensorMeter(exclude=frozen_backbone) as meter:
         loss = loss_of(frozen_backbone)
     graph = autograd.trace_graph(loss, frozen_backbone)
@@ -259,6 +277,14 @@ def training(workdir: Path) -> None:
     cache = FeatureCache(workdir / "feature-cache")
     features: Tensor = cache.features(backbone, split, image_size=IMAGE_SIZE)
     print(tuple(features.shape), f"misses={cache.misses}, hits={cache.hits}")
+    last = backbone.layer4[0]
+    assert isinstance(last, resfx.models.BasicBlock)
+    running_var = last.bn2.running_var
+    assert running_var is not None
+    with torch.no_grad():
+        running_var.mul_(2)  # one buffer of the backbone changes: a new key
+    cache.features(backbone, split, image_size=IMAGE_SIZE)
+    print(f"misses={cache.misses}, hits={cache.hits}")
 
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(16, 3, 28, 28, generator=generator)

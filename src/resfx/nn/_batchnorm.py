@@ -44,6 +44,13 @@ class BatchNorm2d(nn.Module):
         1
     """
 
+    # registered in __init__; declared (as torch.nn's norms do) so type checkers see tensors
+    weight: nn.Parameter | None
+    bias: nn.Parameter | None
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
+
     def __init__(
         self,
         num_features: int,

@@ -53,6 +53,9 @@ class Conv2d(nn.Module):
         torch.Size([3, 5, 5])
     """
 
+    # registered in __init__; declared so type checkers see a parameter or None
+    bias: nn.Parameter | None
+
     def __init__(
         self,
         in_channels: int | Integral,

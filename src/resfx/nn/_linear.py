@@ -29,6 +29,9 @@ class Linear(nn.Module):
         torch.Size([4, 10])
     """
 
+    # registered in __init__; declared so type checkers see a parameter or None
+    bias: nn.Parameter | None
+
     def __init__(
         self,
         in_features: int,
