@@ -49,8 +49,9 @@ reveal_type(resfx.parameter_summary(model))
 resfx.resnet34(num_classes="ten")
 resfx.get_resnet_for_feature_extraction(weights=None)
 resfx.frezee(model)
+model.layer1.requires_grad = False
 """
-"""Three types mypy must see through the installed wheel, and three wrong calls.
+"""Three types mypy must see through the installed wheel, and four mistakes it must report.
 
 `forward`, not `model(...)`: torch types `Module.__call__` as returning `Any`.
 """
@@ -265,7 +266,7 @@ def test_type_checker_sees_the_installed_signatures(installed: Installed) -> Non
         _qualified_name(resfx.ParameterSummary),
     ], finished.stdout + finished.stderr
     # the researcher's script is clean under --strict: the wrong calls are the only errors
-    assert len(errors) == 3, finished.stdout
+    assert len(errors) == 4, finished.stdout
     # the zoo's factories are typed by the Protocol of their signature
     assert errors[0].startswith(
         'reveal_types.py:8: error: Argument "num_classes" to "__call__" of "BasicFactory"'
@@ -277,6 +278,8 @@ def test_type_checker_sees_the_installed_signatures(installed: Installed) -> Non
     )
     # a misspelt name is an error, not an `Any` from the lazy module `__getattr__`
     assert errors[2].startswith('reveal_types.py:10: error: Module has no attribute "frezee"')
+    # the DESIGN pitfall `requires_grad = False` (no underscore) on a typed stage
+    assert errors[3].startswith("reveal_types.py:11: error: Incompatible types in assignment")
     assert finished.returncode == 1
 
 

@@ -1,6 +1,7 @@
 """A researcher's script over resfx's public API, as the README, the quick start and the guides use it.
 
-Every call those pages show is here, with the annotations a user would write. The packaging test
+Every call those pages show is here, with the annotations a user would write, except the
+guides' deliberate mistakes (`model.layer1.requires_grad = False`), which mypy rejects. The packaging test
 (`tests/test_packaging.py`) checks this file with `mypy --strict` against the installed wheel and
 runs it there: tiny models, random weights, generated images, offline, in a temporary folder.
 Run it by hand with `python tests/user_script.py`.
@@ -149,7 +150,11 @@ def migrating(workdir: Path) -> None:
 
 
 def model_zoo() -> None:
-    """docs/guides/model-zoo.md."""
+    """docs/guides/model-zoo.md and docs/parity.md."""
+    with torch.device("meta"):
+        empty = resfx.resnet18()
+    empty.load_state_dict(resfx.resnet18().state_dict(), strict=True, assign=True)
+    print(next(empty.parameters()).device)
     model = resfx.create_model("resnext50_32x4d", num_classes=10)
     print(model.config.groups, model.config.width_per_group, model.fc)
     for arch in resfx.list_models():
