@@ -266,7 +266,7 @@ def create_model(
 
     Returns:
         The model (a `ResNet`, or a `ResNetFeatures` with `features_only`), in train
-        mode, on the CPU (or on the device of a surrounding `with torch.device(...)` block).
+            mode, on the CPU (or on the device of a surrounding `with torch.device(...)` block).
 
     Raises:
         ValueError: unknown architecture, tag or weights; a tag or `pretrained`

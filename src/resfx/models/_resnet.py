@@ -4,7 +4,9 @@ Module and parameter names are torchvision's (`conv1`, `bn1`, `layer1.0.conv1`,
 `layer1.0.downsample.0`, ..., `fc`), so its checkpoints load without any mapping.
 One `ResNet` class covers the whole torchvision family: basic blocks (ResNet18/34),
 bottlenecks (ResNet50/101/152), wide bottlenecks (`width_per_group=128`), grouped
-bottlenecks (ResNeXt) and dilated last stages (`replace_stride_with_dilation`).
+bottlenecks (ResNeXt) and dilated last stages (`replace_stride_with_dilation`),
+and has timm's model methods (`forward_features`, `forward_head`,
+`forward_intermediates`, `feature_info`, `reset_classifier`) with timm's feature indices.
 """
 
 import dataclasses
@@ -299,7 +301,7 @@ def block_group(
 class StageInfo(TypedDict):
     """One entry of `ResNet.feature_info`: timm's keys, resfx's module names.
 
-    Args:
+    Attributes:
         num_chs: channels of the feature map.
         reduction: how many input pixels one map pixel steps over (the output stride).
         module: the resfx module whose output the map is (see `TIMM_TAPS`).
@@ -803,7 +805,7 @@ class ResNet(tnn.Module):
 
         Returns:
             `(last, maps)`, where `last` is `forward_features(x)` (unless
-            `stop_early`); or `maps` alone with `intermediates_only=True`.
+                `stop_early`); or `maps` alone with `intermediates_only=True`.
 
         Raises:
             ValueError: an index out of range, none at all, or another `output_fmt`.
@@ -856,7 +858,7 @@ class ResNet(tnn.Module):
 
         Returns:
             The logits `(b, num_classes)`, or the pooled features with `pre_logits`
-            or without a classifier (`num_classes=0`).
+                or without a classifier (`num_classes=0`).
 
         Example:
             >>> import torch
