@@ -157,6 +157,9 @@ def model_zoo() -> None:
     print(next(empty.parameters()).device)
     model = resfx.create_model("resnext50_32x4d", num_classes=10)
     print(model.config.groups, model.config.width_per_group, model.fc)
+    transform = resfx.weights.PRETRAINED["resnet50.IMAGENET1K_V2"].transforms()
+    image = torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8)
+    print(tuple(transform(image).shape))
     for arch in resfx.list_models():
         with torch.device("meta"):
             model = resfx.create_model(arch)
@@ -242,7 +245,27 @@ def proving_freezing() -> None:
         print(len(error.changed), "frozen tensors changed, among them:", error.changed[:3])
     for policy in ("eval", "batch", "train"):
         model = resfx.freeze_to(small_resnet(), "layer4", bn=policy).train()
-        print(policy, model.bn1.training, tuple(model.forward_features(images).shape))
+        print(policy, model.bn1.training, tuple(model.forward_pooled(images).shape))
+
+
+def timm_interface() -> None:
+    """docs/guides/migrating.md, timm's model interface."""
+    images = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    features = resfx.create_model("resnet18", features_only=True, out_indices=(0, 2, 4)).eval()
+    maps: list[Tensor] = features(images)
+    print([tuple(m.shape) for m in maps])
+    print(features.feature_info.channels(), features.feature_info.reduction())
+    print(features.feature_info.module_name())
+    model = small_resnet().eval()
+    unpooled: Tensor = model.forward_features(images)
+    logits: Tensor = model.forward_head(unpooled)
+    pooled: Tensor = model.forward_head(unpooled, pre_logits=True)
+    print(tuple(unpooled.shape), tuple(logits.shape), tuple(pooled.shape), model.num_features)
+    last, intermediates = model.forward_intermediates(images, indices=[1, 4])
+    print(tuple(last.shape), [tuple(m.shape) for m in intermediates])
+    print([info["module"] for info in model.feature_info], model.get_classifier())
+    model.reset_classifier(3)
+    print(tuple(model(images).shape))
 
 
 def training(workdir: Path) -> None:
@@ -377,6 +400,7 @@ def main() -> int:
         migrating(workdir)
         model_zoo()
         proving_freezing()
+        timm_interface()
         training(workdir)
         image_folders(workdir)
         probes()
