@@ -24,7 +24,7 @@ from resfx.data import load_split
 from resfx.features import TensorFeatures
 from resfx.models import ResNet, ResNetConfig
 from resfx.probe import ProbeArgs, run_probe
-from resfx.train import TrainHistory, TrainingArgs, train
+from resfx.train import TrainHistory, train
 from test_train_modes import TINY_FLAGS, pinned, tiny_models
 
 __all__ = ["tiny_models"]  # the fixture, imported for the tests below
@@ -187,19 +187,13 @@ def test_the_history_holds_train_accuracy_test_loss_and_the_optimizers_rate_per_
 ) -> None:
     """A learning rate too small to move the head: the epoch's train accuracy is the first
     head's on the training features, its test loss the first head's mean cross-entropy."""
-    args = TrainingArgs(
-        data="synthetic",
-        weights=None,
+    args = pinned(
         mode="cached",
-        trainset_size=40,
         testset_size=24,
-        batch_size=16,
-        epochs=2,
         learning_rate=1e-12,
         schedule="cosine",
         warmup_epochs=1,
-        device="cpu",
-        progress=False,
+        checkpoint_every=0,
     )
     splits = [load_split("synthetic", s, n) for s, n in (("train", 40), ("test", 24))]
     made = [TensorFeatures(torch.randn(len(s), 32), s.labels) for s in splits]
