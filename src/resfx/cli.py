@@ -617,6 +617,7 @@ def _register_bench(subcommands: Any) -> None:
         help="replace an earlier bench.json and charts in --out (refused without it)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_log_format(parser)
     parser.set_defaults(handler=_run_bench)
 
 
