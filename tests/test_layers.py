@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_device_sync",
         "_distributed",
         "_version",
+        "_log",
     ),
     ("_functional", "functional"),
     ("nn",),
