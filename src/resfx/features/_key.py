@@ -196,5 +196,5 @@ def feature_key(
         count=len(split),
         precision=precision,
         bn=f"{bn}:{batchnorm_modes(model)}",
-        feature_shape=(model.fc.in_features,),
+        feature_shape=(model.config.feature_dim,),
     )

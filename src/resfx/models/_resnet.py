@@ -439,11 +439,19 @@ class ResNet(tnn.Module):
     stage_names: ClassVar[tuple[str, ...]] = STAGES
     """The stages `stage` and `resfx.freeze_to` take, input to output."""
     feature_stages: ClassVar[tuple[str, ...]] = FEATURE_STAGES
-    # the block groups, added by name in `__init__`; declared for type checkers
+    # the stages, in forward order (the block groups are added by name in `__init__`):
+    # declared so that type checkers see each one's class, not `Tensor | Module`
+    conv1: nn.Conv2d
+    bn1: nn.BatchNorm2d
+    relu: nn.ReLU
+    maxpool: nn.MaxPool2d
     layer1: nn.Sequential
     layer2: nn.Sequential
     layer3: nn.Sequential
     layer4: nn.Sequential
+    avgpool: nn.AdaptiveAvgPool2d
+    fc: nn.Linear | tnn.Identity
+    """The classifier; `tnn.Identity` when the model has none (`num_classes=0`)."""
 
     def __init__(self, config: ResNetConfig = ResNetConfig()) -> None:
         super().__init__()
