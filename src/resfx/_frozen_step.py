@@ -280,13 +280,11 @@ class HeadStep:
         loss, self.correct = self._forward_backward(features, labels)
         return loss
 
-    def _replay(self) -> Tensor:
-        if self._graph is None or self._static is None:
-            raise RuntimeError("HeadStep replays a graph only once it is captured")
-        self._graph.replay()
-        static_loss, static_correct = self._static[2:]
-        self.correct = static_correct.clone()
-        return static_loss.clone()
+    def _replay(self, graph: torch.cuda.CUDAGraph, loss: Tensor, correct: Tensor) -> Tensor:
+        """Replay the captured step; copy out its outputs, which the next replay overwrites."""
+        graph.replay()
+        self.correct = correct.clone()
+        return loss.clone()
 
     def _capture(self, features: Features, labels: Tensor) -> Tensor:
         static_features, static_labels = features.clone(), labels.clone()
@@ -296,7 +294,7 @@ class HeadStep:
             static_loss, static_correct = self._forward_backward(static_features, static_labels)
         self._graph = graph
         self._static = (static_features, static_labels, static_loss, static_correct)
-        return self._replay()
+        return self._replay(graph, static_loss, static_correct)
 
     def __call__(self, features: Features, labels: Tensor) -> Float[Tensor, ""]:
         """Train the head one step on `(features, labels)`; returns the loss (detached, on the device).
@@ -314,11 +312,11 @@ class HeadStep:
             self._shape = tuple(features.shape)
         if tuple(features.shape) != self._shape:
             return self._eager(features, labels)
-        if self._static is not None:
-            static_features, static_labels = self._static[:2]
+        if self._graph is not None and self._static is not None:
+            static_features, static_labels, static_loss, static_correct = self._static
             static_features.copy_(features)
             static_labels.copy_(labels)
-            return self._replay()
+            return self._replay(self._graph, static_loss, static_correct)
         if self._eager_full_steps < self.warmup_steps:
             self._eager_full_steps += 1
             side = torch.cuda.Stream()
