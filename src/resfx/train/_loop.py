@@ -15,6 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -364,6 +365,7 @@ class TrainingLoop:
 
 
 def _log_start(loop: TrainingLoop) -> None:
+    """The line before the first epoch: what trains, where, on how much data, from which epoch."""
     setup, args = loop.setup, loop.args
     fields = {
         "mode": args.mode,
@@ -444,9 +446,8 @@ def epoch_training_numbers(history: TrainHistory, first_step: int) -> tuple[floa
         >>> epoch_training_numbers(h, first_step=1)
         (1.6666666666666667, 0.6666666666666666)
     """
-    seen = history.examples_seen
-    starts = [seen[first_step - 1] if first_step > 0 else 0, *seen[first_step:-1]]
-    counts = [end - start for start, end in zip(starts, seen[first_step:], strict=True)]
+    before = history.examples_seen[first_step - 1] if first_step > 0 else 0
+    counts = [end - start for start, end in pairwise([before, *history.examples_seen[first_step:]])]
     losses = history.loss_list[first_step:]
     examples = sum(counts)
     loss = (
