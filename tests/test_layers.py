@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_distributed",
         "_version",
         "_names",
+        "_log",
     ),
     ("_functional", "functional"),
     ("nn",),

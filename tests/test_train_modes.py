@@ -267,8 +267,9 @@ def test_a_terminated_run_says_how_to_resume_and_the_resumed_run_says_from_where
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert not unhandled
-    *warned, err = capsys.readouterr().err.strip().splitlines()  # 16 test images miss a class
-    assert all(line.startswith("resfx train: warning: ") for line in warned)
+    *logged, err = capsys.readouterr().err.strip().splitlines()  # 16 test images miss a class
+    before = ("resfx train: warning: ", "resfx train: training ", "resfx train: epoch 1/2 ")
+    assert all(line.startswith(before) for line in logged), logged
     checkpoint = tmp_path / "run dir" / "checkpoint.pt"
     said = (
         f"resfx train: interrupted; {checkpoint} holds the run at step 4 (epoch 2, 1 batch into "

@@ -215,7 +215,9 @@ class HeadStep:
     from a graphed run runs eagerly on the CPU). Learning rates are read when the graph is
     captured: a graph is only captured while `constant_lr` holds (the caller
     says whether its schedule changes the rate), otherwise every step is eager.
-    On the CPU, or with `graph=False`, every step is eager.
+    On the CPU, or with `graph=False`, every step is eager. After each step `correct`
+    holds how many of the batch's predictions (the logits the step trained on) matched
+    their labels, on the device, so reading it waits for nothing.
 
     Args:
         head: the trained module (e.g. `model.fc`).
@@ -230,6 +232,8 @@ class HeadStep:
         >>> step = HeadStep(head, torch.optim.Adam(head.parameters()), graph=False)
         >>> step(torch.randn(2, 4), torch.tensor([0, 2])).shape
         torch.Size([])
+        >>> 0 <= int(step.correct) <= 2
+        True
     """
 
     def __init__(
@@ -258,29 +262,39 @@ class HeadStep:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._shape: tuple[int, ...] | None = None
         self._eager_full_steps = 0
-        self._static: tuple[Tensor, Tensor, Tensor] | None = None
+        self._static: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+        self.correct: Tensor = torch.zeros((), dtype=torch.int64)
+        """The last step's predictions that matched their labels (a count, on the device)."""
 
-    def _forward_backward(self, features: Features, labels: Tensor) -> Tensor:
-        loss = tnn.functional.cross_entropy(self.head(features).float(), labels)
+    def _forward_backward(self, features: Features, labels: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.head(features).float()
+        loss = tnn.functional.cross_entropy(logits, labels)
         loss.backward()
         self.optimizer.step()
-        return loss.detach()
+        return loss.detach(), (logits.detach().argmax(dim=1) == labels).sum()
 
     def _eager(self, features: Features, labels: Tensor) -> Tensor:
         # Once a graph exists its gradient buffers are the parameters' .grad: zero them in
         # place rather than dropping them, so eager steps and replays share them.
         self.optimizer.zero_grad(set_to_none=self._graph is None)
-        return self._forward_backward(features, labels)
+        loss, self.correct = self._forward_backward(features, labels)
+        return loss
+
+    def _replay(self, graph: torch.cuda.CUDAGraph, loss: Tensor, correct: Tensor) -> Tensor:
+        """Replay the captured step; copy out its outputs, which the next replay overwrites."""
+        graph.replay()
+        self.correct = correct.clone()
+        return loss.clone()
 
     def _capture(self, features: Features, labels: Tensor) -> Tensor:
         static_features, static_labels = features.clone(), labels.clone()
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_loss = self._forward_backward(static_features, static_labels)
-        self._graph, self._static = graph, (static_features, static_labels, static_loss)
-        graph.replay()
-        return static_loss.clone()
+            static_loss, static_correct = self._forward_backward(static_features, static_labels)
+        self._graph = graph
+        self._static = (static_features, static_labels, static_loss, static_correct)
+        return self._replay(graph, static_loss, static_correct)
 
     def __call__(self, features: Features, labels: Tensor) -> Float[Tensor, ""]:
         """Train the head one step on `(features, labels)`; returns the loss (detached, on the device).
@@ -299,11 +313,10 @@ class HeadStep:
         if tuple(features.shape) != self._shape:
             return self._eager(features, labels)
         if self._graph is not None and self._static is not None:
-            static_features, static_labels, static_loss = self._static
+            static_features, static_labels, static_loss, static_correct = self._static
             static_features.copy_(features)
             static_labels.copy_(labels)
-            self._graph.replay()
-            return static_loss.clone()
+            return self._replay(self._graph, static_loss, static_correct)
         if self._eager_full_steps < self.warmup_steps:
             self._eager_full_steps += 1
             side = torch.cuda.Stream()
@@ -312,5 +325,6 @@ class HeadStep:
                 loss = self._eager(features, labels)
             torch.cuda.current_stream().wait_stream(side)
             loss.record_stream(torch.cuda.current_stream())
+            self.correct.record_stream(torch.cuda.current_stream())
             return loss
         return self._capture(features, labels)

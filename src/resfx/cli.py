@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from ._frozen_step import CompileMode
+from ._log import LOG_FORMATS, logging_to
 from ._version import __version__
 from .data import DatasetUnavailableError
 from .train import (
@@ -65,6 +66,8 @@ _CLI_DEFAULTS: dict[str, Any] = {"output_dir": "runs/train"}
 """Where the command line differs from `TrainingArgs`: it always writes its results somewhere."""
 
 _DEBUG_VARIABLE = "RESFX_DEBUG"
+
+_LOG = logging.getLogger("resfx.cli")
 
 _ORDINARY_ERRORS = (
     ValueError,  # every validation error, CheckpointError, CheckpointMismatchError, bad images
@@ -279,7 +282,7 @@ def _run_train(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error(str(error))
     # train() has left the process group by the end; torchrun's RANK says who reports.
     reports = os.environ.get("RANK", "0") == "0"
-    with _train_log(reports), _terminate_as_interrupt():
+    with _terminate_as_interrupt():
         try:
             result = train(args)
         except KeyboardInterrupt as interrupt:
@@ -294,23 +297,6 @@ def _run_train(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -
             written = [str(folder / name) for name in (HISTORY_NAME, PLOT_NAME, CHECKPOINT_NAME)]
         print(format_summary(result.history, written))
     return 0
-
-
-@contextlib.contextmanager
-def _train_log(reports: bool) -> Iterator[None]:
-    """What the run logs (that it resumed, and from where) printed as `resfx train: ...`."""
-    logger = logging.getLogger("resfx.train")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("resfx train: %(message)s"))
-    level = logger.level
-    if reports:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -390,7 +376,20 @@ def _register_train(subcommands: Any) -> None:
         ),
     )
     add_dataclass_flags(parser, TrainingArgs, _CLI_DEFAULTS)
+    _add_log_format(parser)
     parser.set_defaults(handler=lambda namespace: _run_train(namespace, parser))
+
+
+def _add_log_format(parser: argparse.ArgumentParser) -> None:
+    """`--log-format`: how the command's progress lines (per epoch, stage, shard) are written."""
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="progress lines on stderr, one per epoch, probe stage or shard, written as they "
+        "happen: text, or json (one object per line: time, level, logger, message and its "
+        "numbers) (default text)",
+    )
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -621,6 +620,7 @@ def _register_bench(subcommands: Any) -> None:
         help="replace an earlier bench.json and charts in --out (refused without it)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_log_format(parser)
     parser.set_defaults(handler=_run_bench)
 
 
@@ -703,43 +703,33 @@ def _register_probe(subcommands: Any) -> None:
         ),
     )
     add_dataclass_flags(parser, ProbeArgs)
+    _add_log_format(parser)
     parser.set_defaults(handler=lambda namespace: _run_probe(namespace, parser))
 
 
 def _run_extract(namespace: argparse.Namespace) -> int:
-    import logging
     import time
 
     from .features import extract
 
-    logger = logging.getLogger("resfx")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("resfx extract: %(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
     began = time.perf_counter()
-    try:
-        store = extract(
-            namespace.data,
-            namespace.out,
-            arch=namespace.arch,
-            weights=namespace.weights,
-            stages=[stage.strip() for stage in namespace.stages.split(",") if stage.strip()],
-            image_size=namespace.image_size,
-            batch_size=namespace.batch_size,
-            shard_size=namespace.shard_size,
-            workers=namespace.workers,
-            precision=namespace.precision,
-            device=namespace.device,
-            resume=namespace.resume,
-            overwrite=namespace.overwrite,
-            on_bad_image=namespace.on_bad_image,
-            seed=namespace.seed,
-        )
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    store = extract(
+        namespace.data,
+        namespace.out,
+        arch=namespace.arch,
+        weights=namespace.weights,
+        stages=[stage.strip() for stage in namespace.stages.split(",") if stage.strip()],
+        image_size=namespace.image_size,
+        batch_size=namespace.batch_size,
+        shard_size=namespace.shard_size,
+        workers=namespace.workers,
+        precision=namespace.precision,
+        device=namespace.device,
+        resume=namespace.resume,
+        overwrite=namespace.overwrite,
+        on_bad_image=namespace.on_bad_image,
+        seed=namespace.seed,
+    )
     seconds = time.perf_counter() - began
     rows = {split: len(store.labels(split)) for split in store.splits}
     skipped = sum(len(store.manifest["splits"][split]["skipped"]) for split in store.splits)
@@ -813,6 +803,7 @@ def _register_extract(subcommands: Any) -> None:
         default=0,
         help="seeds random weights (--weights none) as resfx train --seed does (default 0)",
     )
+    _add_log_format(parser)
     parser.set_defaults(handler=_run_extract)
 
 
@@ -874,6 +865,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every ordinary error (see `ordinary_error_message`) is printed on one line
     as `resfx <command>: error: ...`; `--debug` or `RESFX_DEBUG=1` re-raises
     it with its traceback instead. Warnings print as `resfx <command>: warning: ...`.
+    These lines, and the progress lines of `train`, `probe` and `extract`, go through
+    the `"resfx"` logger to stderr, each flushed as it comes; `--log-format json`
+    writes each as one JSON object instead.
     What the output's encoding cannot show (a non-ASCII path under `LANG=C`) is
     printed with backslash escapes, so a run never fails on its own report.
 
@@ -891,21 +885,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     namespace = build_parser().parse_args(argv)
     command = f"resfx {namespace.command}"
     debug = namespace.debug or os.environ.get(_DEBUG_VARIABLE, "") not in ("", "0")
-    with warnings.catch_warnings(), _printable_output():
-        warnings.showwarning = lambda message, *_, **__: print(
-            f"{command}: warning: {message}", file=sys.stderr
-        )
+    log_format = vars(namespace).get("log_format", "text")  # commands without the flag: text
+    with warnings.catch_warnings(), _printable_output(), logging_to(log_format, prefix=command):
+        warnings.showwarning = lambda message, *_, **__: _LOG.warning("%s", message)
         try:
             return namespace.handler(namespace)
         except KeyboardInterrupt as interrupt:
             if debug:
                 raise
             detail = f"; {interrupt}" if str(interrupt) else ""
-            print(f"{command}: interrupted{detail}", file=sys.stderr)
+            _LOG.info("interrupted%s", detail)
             return 130
         except Exception as error:
             message = ordinary_error_message(error)
             if message is None or debug:
                 raise
-            print(f"{command}: error: {message}", file=sys.stderr)
+            _LOG.error("%s", message)
             return 1

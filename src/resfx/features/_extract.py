@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -373,6 +374,7 @@ def _extract(
             for index, shard in enumerate(plan)
             if index % context.world_size == context.rank and shard[:2] not in done
         ]
+        _log_plan(context, settings, root, len(plan), len(done))
         try:
             for index, split, number, positions in mine:
                 _write_shard(
@@ -401,6 +403,33 @@ def _extract(
             _write_manifest(writer, plan, sources, classes)
         _agree(context, False, device, "to write the manifest")
     return FeatureStore.open(root)
+
+
+def _log_plan(
+    context: DistributedContext, settings: Mapping[str, Any], root: Path, shards: int, done: int
+) -> None:
+    """Rank 0's line that says what an extraction is about to write."""
+    if not context.is_main:
+        return
+    counts = {split: part["count"] for split, part in settings["data"].items()}
+    _LOG.info(
+        "extracting %s (%s weights), stages %s, of %s images into %s: %d shards, %d done before",
+        settings["arch"],
+        settings["weights"] or "random",
+        ", ".join(settings["stages"]),
+        ", ".join(f"{split} {count}" for split, count in counts.items()),
+        root,
+        shards,
+        done,
+        extra={
+            "arch": settings["arch"],
+            "weights": settings["weights"],
+            "stages": list(settings["stages"]),
+            "images": counts,
+            "shards": shards,
+            "shards_done": done,
+        },
+    )
 
 
 def _write_manifest(
@@ -488,4 +517,12 @@ def _write_shard(
         seconds,
         len(kept) / max(seconds, 1e-9),
         f", {len(bad)} unreadable skipped" if bad else "",
+        extra={
+            "shard": progress,
+            "split": split_name,
+            "number": number,
+            "rows": len(kept),
+            "skipped": len(bad),
+            "seconds": seconds,
+        },
     )

@@ -1,6 +1,7 @@
 """`resfx probe`'s settings and run: images to per-stage features to probes, per architecture."""
 
 import json
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from ..data import (
     SubsetKind,
     load_data,
 )
-from ..features import FeatureCache, FeatureStore, TensorFeatures
+from ..features import FeatureCache, FeatureSource, FeatureStore, TensorFeatures
 from ..models import FEATURE_STAGES, ResNet, create_model, list_models
 from ._chart import plot_probe
 from ._protocol import (
@@ -46,8 +47,56 @@ _POSITIVE_INTS = ("trainset_size", "testset_size", "image_size", "batch_size", "
 _POSITIVE_INTS += ("max_iter", "knn_k")
 
 
+_LOG = logging.getLogger("resfx.probe")
+
+
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
+
+
+def _probe_logged(
+    train: dict[str, FeatureSource],
+    test: dict[str, FeatureSource],
+    settings: ProbeSettings,
+    *,
+    n_classes: int,
+    seed: int,
+    arch: str,
+) -> dict[str, ProbeResult]:
+    """`probe_stage_sources`, a stage at a time, logging each stage's result as it comes."""
+    results = {}
+    for stage in train:
+        result = probe_stage_sources(
+            {stage: train[stage]}, {stage: test[stage]}, settings, n_classes=n_classes, seed=seed
+        )[stage]
+        linear, knn = result.linear, result.knn
+        fields = {
+            "arch": arch,
+            "seed": seed,
+            "stage": stage,
+            "dim": train[stage].width,
+            "linear_acc": linear.test_accuracy,
+            "linear_train_acc": linear.train_accuracy,
+            "strength": linear.strength,
+            "converged": linear.converged,
+            "knn_acc": knn.test_accuracy,
+            "seconds": linear.seconds + knn.seconds,
+        }
+        _LOG.info(
+            "%s seed %d %s (%d features): linear %.2f%% (L2 %g%s), kNN %.2f%%, %.1f s",
+            arch,
+            seed,
+            stage,
+            fields["dim"],
+            100 * linear.test_accuracy,
+            linear.strength,
+            "" if linear.converged else ", not converged",
+            100 * knn.test_accuracy,
+            fields["seconds"],
+            extra=fields,
+        )
+        results[stage] = result
+    return results
 
 
 def _stage_results(
@@ -61,20 +110,32 @@ def _stage_results(
     n_classes: int,
     seed: int,
     extraction: dict[str, Any],
+    arch: str,
 ) -> tuple[dict[str, ProbeResult], dict[str, int], float]:
     """Both probes per stage for one seed: results, widths, and each stage's share of the pass."""
     began = time.perf_counter()
     train = cache.stage_features(model, train_split, stages, **extraction)
     test = cache.stage_features(model, test_split, stages, **extraction)
-    share = (time.perf_counter() - began) / len(stages)
-    results = probe_stage_sources(
+    seconds = time.perf_counter() - began
+    images = len(train_split) + len(test_split)
+    _LOG.info(
+        "%s seed %d: features of %d images at %d stage(s) in %.1f s",
+        arch,
+        seed,
+        images,
+        len(stages),
+        seconds,
+        extra={"arch": arch, "seed": seed, "images": images, "seconds": seconds},
+    )
+    results = _probe_logged(
         {s: TensorFeatures(train[s].cpu(), train_split.labels.cpu()) for s in stages},
         {s: TensorFeatures(test[s].cpu(), test_split.labels.cpu()) for s in stages},
         settings,
         n_classes=n_classes,
         seed=seed,
+        arch=arch,
     )
-    return results, {s: int(train[s].shape[1]) for s in stages}, share
+    return results, {s: int(train[s].shape[1]) for s in stages}, seconds / len(stages)
 
 
 def probe_stages(
@@ -142,6 +203,7 @@ def probe_stages(
         n_classes=classes,
         seed=seed,
         extraction=extraction,
+        arch=arch,
     )
     return [
         ProbeRow(
@@ -487,6 +549,9 @@ def run_probe(args: ProbeArgs) -> list[ProbeRow]:
         torch.manual_seed(args.seed)
         models[arch] = freeze(create_model(arch, weights=args.weights_for(arch)))
     seeds = range(args.seed, args.seed + args.seeds)
+    sizes = f"{args.trainset_size} train and {args.testset_size} test images"
+    weights = {arch: args.weights_for(arch) for arch in args.arch_list}
+    _log_start(args, f"{args.data} ({sizes}), device {device}", weights, args.stage_list)
     seed_matters = args.data == "synthetic" or args.subset != "first"
     loaded: dict[int, tuple[ImageSplit | StreamedSplit, ...]] = {}
     cache = FeatureCache(args.feature_cache_dir)
@@ -518,6 +583,7 @@ def run_probe(args: ProbeArgs) -> list[ProbeRow]:
                     n_classes=classes,
                     seed=seed,
                     extraction=extraction,
+                    arch=arch,
                 )
             )
         del model
@@ -540,6 +606,29 @@ def run_probe(args: ProbeArgs) -> list[ProbeRow]:
     return rows
 
 
+def _log_start(
+    args: ProbeArgs, source: str, weights: dict[str, str | None], stages: Sequence[str]
+) -> None:
+    """The line that says what a probe run is about to do: architectures and their weights,
+    stages, seeds, and the data."""
+    fields = {
+        "archs": list(weights),
+        "weights": list(weights.values()),
+        "stages": list(stages),
+        "seeds": args.seeds,
+        "source": source,
+    }
+    _LOG.info(
+        "probing %s, stages %s, over %d seed%s, on %s",
+        ", ".join(f"{arch} ({value or 'random'} weights)" for arch, value in weights.items()),
+        ", ".join(stages),
+        args.seeds,
+        "s" if args.seeds > 1 else "",
+        source,
+        extra=fields,
+    )
+
+
 def _store_stages(store: FeatureStore, args: ProbeArgs) -> list[str]:
     missing = [split for split in ("train", "test") if split not in store.splits]
     stages = [stage for stage in args.stage_list if stage in store.stages]
@@ -559,19 +648,23 @@ def _probe_store(args: ProbeArgs, out: Path | None) -> list[ProbeRow]:
     stages = _store_stages(store, args)
     labels = (store.labels("train"), store.labels("test"))
     classes = len(store.classes) or int(max(int(y.max()) for y in labels)) + 1
+    arch = str(store.manifest["arch"])
+    weights = {arch: store.manifest["weights"]}
+    _log_start(args, f"the feature store {args.features}", weights, stages)
     per_seed = [
-        probe_stage_sources(
+        _probe_logged(
             {stage: store.source("train", stage) for stage in stages},
             {stage: store.source("test", stage) for stage in stages},
             args.settings,
             n_classes=classes,
             seed=seed,
+            arch=arch,
         )
         for seed in range(args.seed, args.seed + args.seeds)
     ]
     rows = [
         ProbeRow(
-            str(store.manifest["arch"]),
+            arch,
             f"store:{args.features}",
             store.manifest["weights"],
             stage,

@@ -46,7 +46,7 @@ class CachedJob(FrozenBackboneJob):
         >>> job = CachedJob(setup, build_model(args), sources=(made, made))
         >>> job.prepare()
         >>> features, labels = next(job.batches(epoch=0, skip=1))
-        >>> features.shape, 0 <= job.evaluate() <= 1
+        >>> features.shape, 0 <= job.evaluate().accuracy <= 1
         (torch.Size([4, 512]), True)
     """
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from .._precision import autocast
 from .._typing import Images, Labels, Logits
 from ..models import ResNet
-from ._job import JobSetup, TrainedModel, build_finetuner, distribute
+from ._job import JobSetup, StepResult, TrainedModel, build_finetuner, distribute
 
 
 class FullJob(TrainedModel):
@@ -35,7 +35,7 @@ class FullJob(TrainedModel):
         ...                  split, iterate_batches, 8, SetupClock())
         >>> job = FullJob(setup, build_model(args))
         >>> images, labels = next(job.batches(epoch=0, skip=0))
-        >>> job.step(images, labels).requires_grad
+        >>> job.step(images, labels).loss.requires_grad
         False
     """
 
@@ -57,7 +57,7 @@ class FullJob(TrainedModel):
         """This process's share of the test images."""
         return self.setup.test_images()
 
-    def step(self, inputs: Tensor, labels: Labels) -> Tensor:
+    def step(self, inputs: Tensor, labels: Labels) -> StepResult:
         """Forward (in autocast), cross-entropy in float32, backward, one optimizer step."""
         setup = self.setup
         with autocast(setup.device, setup.args.precision):
@@ -68,7 +68,7 @@ class FullJob(TrainedModel):
         loss.backward()
         optimizer.step()
         self.tuner.step()
-        return loss.detach()
+        return StepResult(loss.detach(), (logits.detach().argmax(dim=1) == labels).sum())
 
     def logits(self, inputs: Tensor) -> Logits:
         """The whole model's outputs, in autocast as it trains."""

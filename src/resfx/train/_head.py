@@ -15,7 +15,7 @@ from torch import Tensor
 from .._frozen_step import FrozenForward, HeadStep, fold_frozen_backbone
 from .._typing import Features, Images, Labels, Logits
 from ..models import ResNet
-from ._job import JobSetup, TrainedModel, build_finetuner, distribute
+from ._job import JobSetup, StepResult, TrainedModel, build_finetuner, distribute
 
 
 class FrozenBackboneJob(TrainedModel):
@@ -48,11 +48,11 @@ class FrozenBackboneJob(TrainedModel):
             constant_lr=args.schedule == "constant" and args.warmup_epochs == 0,
         )
 
-    def step(self, inputs: Tensor, labels: Labels) -> Tensor:
+    def step(self, inputs: Tensor, labels: Labels) -> StepResult:
         """One step of the head on the features of a batch."""
         loss = self.head_step(self.features(inputs), labels)
         self.tuner.step()
-        return loss
+        return StepResult(loss, self.head_step.correct)
 
     def logits(self, inputs: Tensor) -> Logits:
         """The head's outputs, scored as it trains: on float32 features, outside autocast."""
@@ -81,7 +81,7 @@ class HeadJob(FrozenBackboneJob):
         ...                  split, iterate_batches, 8, SetupClock())
         >>> job = HeadJob(setup, build_model(args))
         >>> images, labels = next(job.batches(epoch=0, skip=0))
-        >>> job.step(images, labels).shape, 0 <= job.evaluate() <= 1
+        >>> job.step(images, labels).loss.shape, 0 <= job.evaluate().accuracy <= 1
         (torch.Size([]), True)
     """
 

@@ -11,9 +11,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
 from torch import Tensor
 from torch import nn as tnn
 from torch.nn.parallel import DistributedDataParallel
@@ -131,6 +133,39 @@ class JobSetup:
         )
 
 
+class StepResult(NamedTuple):
+    """One optimizer step's numbers, left on the device (reading them makes the host wait).
+
+    Args:
+        loss: the batch's mean training loss.
+        correct: how many of the batch's predictions (the logits the step trained on)
+            matched their labels.
+
+    Example:
+        >>> StepResult(torch.tensor(2.3), torch.tensor(3)).correct
+        tensor(3)
+    """
+
+    loss: Float[Tensor, ""]
+    correct: Int[Tensor, ""]
+
+
+class Evaluation(NamedTuple):
+    """How the model does on the test split, over every process's share.
+
+    Args:
+        accuracy: the share of test examples predicted right, in [0, 1].
+        loss: the mean cross-entropy over the test examples.
+
+    Example:
+        >>> Evaluation(0.5, 1.2).accuracy
+        0.5
+    """
+
+    accuracy: float
+    loss: float
+
+
 class Job(Protocol):
     """One training mode as the shared loop drives it.
 
@@ -154,12 +189,12 @@ class Job(Protocol):
         """The training inputs of `epoch`, the first `skip` batches left out."""
         ...
 
-    def step(self, inputs: Tensor, labels: Labels) -> Tensor:
-        """One optimizer step on a batch; returns its loss, left on the device."""
+    def step(self, inputs: Tensor, labels: Labels) -> StepResult:
+        """One optimizer step on a batch; returns its loss and correct predictions, on the device."""
         ...
 
-    def evaluate(self) -> float:
-        """Test accuracy, summed over processes, in [0, 1]."""
+    def evaluate(self) -> Evaluation:
+        """Test accuracy and loss, over every process's share."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
@@ -258,8 +293,8 @@ class TrainedModel(ABC):
         """The training inputs of `epoch`, the first `skip` batches left out."""
 
     @abstractmethod
-    def step(self, inputs: Tensor, labels: Labels) -> Tensor:
-        """One optimizer step on a batch; returns its loss, left on the device."""
+    def step(self, inputs: Tensor, labels: Labels) -> StepResult:
+        """One optimizer step on a batch; returns its loss and correct predictions, on the device."""
 
     @abstractmethod
     def test_batches(self) -> Iterator[tuple[Tensor, Labels]]:
@@ -269,22 +304,26 @@ class TrainedModel(ABC):
     def logits(self, inputs: Tensor) -> Logits:
         """The model's outputs for a test batch (in `no_grad`, the model in eval mode)."""
 
-    def evaluate(self) -> float:
-        """Test accuracy; each process scores its share, the counts are summed over processes."""
+    def evaluate(self) -> Evaluation:
+        """Test accuracy and mean cross-entropy; each process scores its share, the sums are
+        summed over processes."""
         device = self.setup.device
         correct = torch.zeros((), dtype=torch.float64, device=device)
+        loss = torch.zeros((), dtype=torch.float64, device=device)
         count = 0
         self.model.eval()
         # no_grad, not inference_mode: the images stay normal tensors, as the compiled frozen
         # forward saw them when it was compiled (inference tensors would compile it again).
         with torch.no_grad():
             for inputs, labels in self.test_batches():
-                correct += (self.logits(inputs).argmax(dim=1) == labels).sum()
+                logits = self.logits(inputs).float()
+                correct += (logits.argmax(dim=1) == labels).sum()
+                loss += F.cross_entropy(logits, labels, reduction="sum")
                 count += len(labels)
         self.model.train()
-        counts = torch.stack([correct, torch.tensor(count, dtype=torch.float64, device=device)])
-        counts = self.setup.context.all_reduce_sum(counts.clone())
-        return float(counts[0] / counts[1])
+        sums = torch.stack([correct, loss, torch.tensor(count, dtype=torch.float64, device=device)])
+        sums = self.setup.context.all_reduce_sum(sums.clone())
+        return Evaluation(float(sums[0] / sums[2]), float(sums[1] / sums[2]))
 
     def state_dict(self) -> dict[str, Any]:
         """Trainable parameters, every buffer, and the optimizer with its schedule."""

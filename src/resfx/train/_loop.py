@@ -15,6 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -46,7 +47,7 @@ from ._checkpoint import (
 )
 from ._finetune import FullJob, PartialJob
 from ._head import HeadJob
-from ._job import Job, JobSetup, SetupClock
+from ._job import Job, JobSetup, SetupClock, StepResult
 from ._results import TrainHistory, TrainResult
 from ._rundir import OutputDirectoryError, claim_output_dir
 from ._store_input import check_store_backbone, store_inputs
@@ -67,7 +68,7 @@ _JOBS: dict[Mode, type[HeadJob | PartialJob | FullJob]] = {
 }
 """The job of each mode built from `(setup, model)` alone (`"cached"` also takes sources)."""
 
-_LOG = logging.getLogger(__name__)
+_LOG = logging.getLogger("resfx.train")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -174,27 +175,49 @@ def check_labels(split: ImageSplit | StreamedSplit, n_classes: int) -> None:
         )
 
 
-class _LossLog:
-    """Losses kept on the device until read in one transfer (reads make the host wait)."""
+@dataclasses.dataclass
+class _Steps:
+    """Steps' numbers as plain values: per step, the loss averaged over processes, and the
+    examples, the correct predictions (both over all processes) and the learning rate."""
+
+    losses: list[float]
+    counts: list[int]
+    correct: list[int]
+    rates: list[float]
+
+
+class _StepLog:
+    """Steps' numbers kept on the device until read in one transfer (reads make the host wait)."""
 
     def __init__(self, context: DistributedContext) -> None:
         self.context = context
         self._losses: list[Tensor] = []
+        self._correct: list[Tensor] = []
         self._counts: list[int] = []
+        self._rates: list[float] = []
 
-    def record(self, loss: Tensor, count: int) -> None:
-        self._losses.append(loss)
+    def record(self, step: StepResult, count: int, rate: float) -> None:
+        self._losses.append(step.loss)
+        self._correct.append(step.correct)
         self._counts.append(count)
+        self._rates.append(rate)
 
-    def flush(self) -> tuple[list[float], list[int]]:
-        """Per-step losses averaged over processes, and examples per step over all processes."""
+    def flush(self) -> _Steps:
+        """The steps recorded since the last flush, reduced over processes."""
         if not self._losses:
-            return [], []
+            return _Steps([], [], [], [])
         losses = torch.stack(self._losses).to(torch.float64)
+        correct = torch.stack(self._correct).to(losses)
         counts = torch.tensor(self._counts, dtype=torch.float64, device=losses.device)
-        totals = self.context.all_reduce_sum(torch.stack([losses * counts, counts]))
-        self._losses, self._counts = [], []
-        return (totals[0] / totals[1]).tolist(), [int(n) for n in totals[1].tolist()]
+        totals = self.context.all_reduce_sum(torch.stack([losses * counts, counts, correct]))
+        steps = _Steps(
+            (totals[0] / totals[1]).tolist(),
+            [int(n) for n in totals[1].tolist()],
+            [int(n) for n in totals[2].tolist()],
+            self._rates,
+        )
+        self._losses, self._correct, self._counts, self._rates = [], [], [], []
+        return steps
 
 
 class TrainingLoop:
@@ -221,7 +244,7 @@ class TrainingLoop:
         self.checkpoint_path, self.frozen = checkpoint_path, frozen
         self.last_checkpoint: tuple[Path, int] | None = None
         self.epoch, self.batch, self.step = 0, 0, 0
-        self.log = _LossLog(setup.context)
+        self.log = _StepLog(setup.context)
 
     def resume(self) -> None:
         """Continue from the checkpoint in `output_dir` when `resume` is set and there is one."""
@@ -252,15 +275,17 @@ class TrainingLoop:
             _LOG.info("resumed %s at %s", path, checkpoint_progress(checkpoint))
 
     def _flush(self, epoch: int, bar: tqdm) -> None:
-        losses, counts = self.log.flush()
-        _refuse_non_finite(losses, self.step - len(losses) + 1, epoch, self)
-        seen = self.history.examples_seen[-1] if self.history.examples_seen else 0
-        for loss, count in zip(losses, counts, strict=True):
+        steps, history = self.log.flush(), self.history
+        _refuse_non_finite(steps.losses, self.step - len(steps.losses) + 1, epoch, self)
+        seen = history.examples_seen[-1] if history.examples_seen else 0
+        for count in steps.counts:
             seen += count
-            self.history.loss_list.append(loss)
-            self.history.examples_seen.append(seen)
-        if losses:
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            history.examples_seen.append(seen)
+        history.loss_list += steps.losses
+        history.train_correct_list += steps.correct
+        history.lr_list += steps.rates
+        if steps.losses:
+            bar.set_postfix(loss=f"{steps.losses[-1]:.4f}")
 
     def _save(self) -> None:
         if self.checkpoint_path is None:
@@ -293,9 +318,11 @@ class TrainingLoop:
             disable=not (show and self.setup.context.is_main),
             leave=False,
         )
+        first_step = len(self.history.loss_list) - self.batch  # a resumed epoch began earlier
         self.job.model.train()
         for inputs, labels in self.job.batches(self.epoch, self.batch):
-            self.log.record(self.job.step(inputs, labels), len(labels))
+            rate = self.job.tuner.learning_rates()[0]
+            self.log.record(self.job.step(inputs, labels), len(labels), rate)
             self.step += 1
             self.batch += 1
             bar.update()
@@ -311,23 +338,125 @@ class TrainingLoop:
         self._flush(self.epoch, bar)
         bar.close()
         self.job.tuner.epoch_end()
-        accuracy = self.job.evaluate()
+        score = self.job.evaluate()
         synchronize(self.setup.device)
         history = self.history
-        history.accuracy_list.append(accuracy)
+        loss, train_accuracy = epoch_training_numbers(history, first_step)
+        history.accuracy_list.append(score.accuracy)
+        history.test_loss_list.append(score.loss)
+        history.train_accuracy_list.append(train_accuracy)
         history.epoch_examples.append(history.examples_seen[-1])
         history.epoch_times.append(time.perf_counter() - began)
         self.epoch, self.batch = self.epoch + 1, 0
+        if self.setup.context.is_main:
+            _log_epoch(self, loss, train_accuracy)
         self._save()
 
     def run(self, output: Path | None) -> TrainResult:
         """Train the epochs left; write the history and plot into `output` at the end."""
+        if self.setup.context.is_main:
+            _log_start(self)
         while self.epoch < self.args.epochs:
             self._run_epoch()
         if output is not None and self.setup.context.is_main:
             self.history.save_json(output / HISTORY_NAME)
             plot_history(self.history, output / PLOT_NAME)
         return TrainResult(self.history, self.job.model)
+
+
+def _log_start(loop: TrainingLoop) -> None:
+    """The line before the first epoch: what trains, where, on how much data, from which epoch."""
+    setup, args = loop.setup, loop.args
+    fields = {
+        "mode": args.mode,
+        "epochs": args.epochs,
+        "first_epoch": loop.epoch + 1,
+        "steps_per_epoch": setup.steps_per_epoch(),
+        "train_examples": len(setup.train_split),
+        "test_examples": len(setup.test_split),
+        "device": str(setup.device),
+        "processes": setup.context.world_size,
+        "setup_seconds": loop.history.setup_seconds,
+    }
+    _LOG.info(
+        "training %s mode on %s: epochs %d to %d of %d steps, %d train and %d test examples "
+        "(set up in %.1f s)",
+        args.mode,
+        fields["device"],
+        loop.epoch + 1,
+        args.epochs,
+        fields["steps_per_epoch"],
+        fields["train_examples"],
+        fields["test_examples"],
+        loop.history.setup_seconds,
+        extra=fields,
+    )
+
+
+def _log_epoch(loop: TrainingLoop, loss: float, train_accuracy: float) -> None:
+    """The line of the epoch just done: training loss and accuracy, test loss and accuracy,
+    the learning rate of its last step, and its seconds."""
+    history, args = loop.history, loop.args
+    fields = {
+        "epoch": loop.epoch,
+        "epochs": args.epochs,
+        "mode": args.mode,
+        "step": loop.step,
+        "loss": loss,
+        "train_acc": train_accuracy,
+        "test_loss": history.test_loss_list[-1],
+        "test_acc": history.accuracy_list[-1],
+        "lr": history.lr_list[-1],
+        "seconds": history.epoch_times[-1],
+    }
+    _LOG.info(
+        "epoch %d/%d (%s): loss %.4f, train accuracy %.2f%%, test loss %.4f, "
+        "test accuracy %.2f%%, lr %.3g, %.2f s",
+        loop.epoch,
+        args.epochs,
+        args.mode,
+        loss,
+        100 * train_accuracy,
+        fields["test_loss"],
+        100 * fields["test_acc"],
+        fields["lr"],
+        fields["seconds"],
+        extra=fields,
+    )
+
+
+def epoch_training_numbers(history: TrainHistory, first_step: int) -> tuple[float, float]:
+    """The mean training loss and the training accuracy of the epoch whose first step is
+    `first_step` (an index into `history.loss_list`) and whose last is the last recorded.
+
+    Both weigh each step by its examples. The accuracy counts the steps that have
+    `train_correct_list` entries (all of them, but for a run resumed from a history
+    written before that list existed). `nan` when there is nothing to count.
+
+    Args:
+        history: the run's history, up to the end of the epoch.
+        first_step: the index of the epoch's first step.
+
+    Returns:
+        `(loss, accuracy)`.
+
+    Example:
+        >>> h = TrainHistory("head", "synthetic", "cpu", loss_list=[3.0, 2.0, 1.0],
+        ...                  examples_seen=[4, 8, 10], train_correct_list=[1, 2, 2])
+        >>> epoch_training_numbers(h, first_step=1)
+        (1.6666666666666667, 0.6666666666666666)
+    """
+    before = history.examples_seen[first_step - 1] if first_step > 0 else 0
+    counts = [end - start for start, end in pairwise([before, *history.examples_seen[first_step:]])]
+    losses = history.loss_list[first_step:]
+    examples = sum(counts)
+    loss = (
+        sum(x * n for x, n in zip(losses, counts, strict=True)) / examples if examples else math.nan
+    )
+    counted = min(len(counts), len(history.train_correct_list))
+    counted_examples = sum(counts[len(counts) - counted :])
+    correct = sum(history.train_correct_list[len(history.train_correct_list) - counted :])
+    return loss, correct / counted_examples if counted_examples else math.nan
 
 
 def _refuse_non_finite(losses: list[float], first: int, epoch: int, loop: TrainingLoop) -> None:

@@ -37,6 +37,17 @@ class TrainHistory:
             the feature pass); empty in histories written before it existed.
         feature_images: images this process ran through the frozen backbone for
             cached features (its share under `torchrun`; 0 when the cache had them).
+        lr_list: the learning rate of every optimizer step, as the step used it: the
+            first optimizer group's (the first stage of `stages`, usually the head; the
+            others are it times `lr_decay` per stage, while they train).
+        train_correct_list: training predictions of every step that matched their labels
+            (all processes together; the step's examples are the difference of `examples_seen`).
+        train_accuracy_list: per epoch, the share of training examples predicted right by
+            the steps that trained on them (as the model was at each step), in [0, 1].
+        test_loss_list: per epoch, the mean cross-entropy on the test split.
+
+    The last four are empty in histories written before they existed; a run resumed from
+    such a history has them for its new steps and epochs only.
 
     Example:
         >>> h = TrainHistory("head", "synthetic", "cpu", loss_list=[2.3], examples_seen=[64])
@@ -60,6 +71,10 @@ class TrainHistory:
     world_size: int = 1
     setup_phases: dict[str, float] = field(default_factory=dict)
     feature_images: int = 0
+    lr_list: list[float] = field(default_factory=list)
+    train_correct_list: list[int] = field(default_factory=list)
+    train_accuracy_list: list[float] = field(default_factory=list)
+    test_loss_list: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The history as plain values.
