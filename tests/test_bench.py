@@ -268,3 +268,26 @@ def test_the_seed_job_runs_compiled_with_its_compile_time_counted(compiled_shape
     assert compiled_shapes == [(8, 3, 32, 32)]
     table = format_job_table(runs)
     assert "head*" in table and "* compiled: TrainingArgs.compile='default'" in table
+
+
+def test_timing_charts_show_the_spread_the_rounds_and_the_device() -> None:
+    from resfx.bench._report import _depth_figure, _modes_figure
+
+    rows = [
+        StepResult(impl, "fp32", mode, 10.0, 1.5, 100.0, 2**20, 10, round_medians_ms=[9.0, 11.0])
+        for impl in ("resfx", "torchvision")
+        for mode in ("full", "freeze_to:layer1", "freeze_to:layer2")
+    ]
+    machine = {"device_name": "Test CPU 9000", "cpu_count": 2}
+    modes = _modes_figure(rows, machine)
+    assert "Test CPU 9000 (cpu, 2 CPUs)" in modes.get_suptitle()
+    time_axis = modes.axes[0]
+    caps = [c for c in time_axis.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert len(caps) == 2  # one set of error bars per implementation
+    dots = [line for line in time_axis.lines if line.get_marker() == "."]
+    assert sorted(y for line in dots for y in line.get_ydata()) == [9.0, 9.0, 11.0, 11.0]
+    depth = _depth_figure(rows, None)
+    assert depth is not None and "on cpu" in depth.get_suptitle()
+    memory_axis = depth.axes[1]
+    resfx_x, torchvision_x = (list(line.get_xdata()) for line in memory_axis.lines)
+    assert all(a < b for a, b in zip(resfx_x, torchvision_x, strict=True))  # side by side

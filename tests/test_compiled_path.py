@@ -26,10 +26,8 @@ def backbone() -> ResNet:
 def test_a_compiled_forward_compiles_one_shape_and_returns_every_real_row(
     backbone: ResNet, compiled_shapes: list[tuple[int, ...]]
 ) -> None:
-    forward = FrozenForward(
-        backbone.forward_features, mode="default", batch_size=4, precision="fp32"
-    )
-    eager = FrozenForward(backbone.forward_features, mode="off", batch_size=4, precision="fp32")
+    forward = FrozenForward(backbone.forward_pooled, mode="default", batch_size=4, precision="fp32")
+    eager = FrozenForward(backbone.forward_pooled, mode="off", batch_size=4, precision="fp32")
     images = torch.randn(11, 3, 32, 32)
     forward.warm_up(images[:4])
     for count in (11, 4, 3, 1, 8):
@@ -42,7 +40,7 @@ def test_a_compiled_forward_compiles_one_shape_and_returns_every_real_row(
 
 def test_what_pads_a_batch_changes_no_real_row(backbone: ResNet) -> None:
     """Rows of an eval-mode backbone are independent: zeros or other images beside them alike."""
-    eager = FrozenForward(backbone.forward_features, mode="off", batch_size=4, precision="fp32")
+    eager = FrozenForward(backbone.forward_pooled, mode="off", batch_size=4, precision="fp32")
     images = torch.randn(3, 3, 32, 32)
     with_zeros = torch.cat([images, torch.zeros(1, 3, 32, 32)])
     with_noise = torch.cat([images, 100 * torch.randn(1, 3, 32, 32)])
@@ -51,9 +49,9 @@ def test_what_pads_a_batch_changes_no_real_row(backbone: ResNet) -> None:
 
 def test_bad_settings_say_what_is_allowed(backbone: ResNet) -> None:
     with pytest.raises(ValueError, match="unknown compile mode 'fast'.*'reduce-overhead'"):
-        FrozenForward(backbone.forward_features, mode="fast", batch_size=4, precision="fp32")
+        FrozenForward(backbone.forward_pooled, mode="fast", batch_size=4, precision="fp32")
     with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
-        FrozenForward(backbone.forward_features, mode="off", batch_size=0, precision="fp32")
+        FrozenForward(backbone.forward_pooled, mode="off", batch_size=0, precision="fp32")
     with pytest.raises(ValueError, match="compile='default' compiles the folded frozen backbone"):
         TrainingArgs(mode="full", compile="default")
     with pytest.raises(ValueError, match="bn='batch'"):
@@ -119,10 +117,8 @@ def test_a_compiled_head_run_trains_as_the_eager_run(
 )
 def test_inductor_compiles_the_folded_backbone_in_one_graph(backbone: ResNet) -> None:
     torch._dynamo.reset()
-    forward = FrozenForward(
-        backbone.forward_features, mode="default", batch_size=2, precision="fp32"
-    )
+    forward = FrozenForward(backbone.forward_pooled, mode="default", batch_size=2, precision="fp32")
     images = torch.randn(3, 3, 16, 16)
     assert forward.warm_up(images[:2]) > 0
-    expected = FrozenForward(backbone.forward_features, mode="off", batch_size=2, precision="fp32")
+    expected = FrozenForward(backbone.forward_pooled, mode="off", batch_size=2, precision="fp32")
     torch.testing.assert_close(forward(images), expected(images), rtol=1e-4, atol=1e-5)

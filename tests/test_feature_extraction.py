@@ -53,8 +53,8 @@ def test_local_checkpoint_loads_into_the_frozen_backbone(tmp_path) -> None:
     assert [n for n, _ in resfx.trainable_parameters(model)] == ["fc.weight", "fc.bias"]
     images = torch.randn(2, 3, 32, 32)
     # in train mode the frozen backbone normalises with the checkpoint's running statistics
-    features = model.train().forward_features(images)
-    assert torch.equal(features, source.eval().forward_features(images))
+    features = model.train().forward_pooled(images)
+    assert torch.equal(features, source.eval().forward_pooled(images))
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path) -> None:

@@ -94,7 +94,7 @@ def test_read_only_cache_does_not_write(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_features_do_not_depend_on_the_batch_size_and_match_forward_features() -> None:
+def test_features_do_not_depend_on_the_batch_size_and_match_forward_pooled() -> None:
     model, split = _small_model(), load_split("synthetic", "test", 7)
     small = compute_features(model, split, image_size=48, batch_size=3)
     whole = compute_features(model, split, image_size=48, batch_size=256)
@@ -102,7 +102,7 @@ def test_features_do_not_depend_on_the_batch_size_and_match_forward_features() -
     from resfx.data import preprocess
 
     with torch.no_grad():
-        direct = model.forward_features(preprocess(split.images, 48))
+        direct = model.forward_pooled(preprocess(split.images, 48))
     torch.testing.assert_close(whole, direct, rtol=1e-5, atol=1e-5)
     assert not whole.is_inference()
 

@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_device_sync",
         "_distributed",
         "_version",
+        "_names",
     ),
     ("_functional", "functional"),
     ("nn",),

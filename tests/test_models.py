@@ -255,7 +255,7 @@ def test_stage_outputs_are_the_forward_passs_intermediates(small: ResNet) -> Non
         assert list(out) == list(FEATURE_STAGES)
         channels = small.config.stage_channels
         assert {k: v.shape[1] for k, v in out.items()} == channels
-        torch.testing.assert_close(out["pooled"], small.forward_features(x), rtol=0, atol=0)
+        torch.testing.assert_close(out["pooled"], small.forward_pooled(x), rtol=0, atol=0)
         stem = small.maxpool(small.relu(small.bn1(small.conv1(x))))
         torch.testing.assert_close(out["stem"], stem, rtol=0, atol=0)
         torch.testing.assert_close(out["layer2"], small.layer2(small.layer1(stem)), rtol=0, atol=0)

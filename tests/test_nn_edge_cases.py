@@ -104,7 +104,7 @@ def test_cpu_bf16_autocast_gives_the_same_dtypes_and_values_on_both_paths() -> N
         outputs = []
         for reference in (False, True):
             with torch.autocast("cpu", dtype=torch.bfloat16), nn.reference_ops(reference):
-                features = model.forward_features(x)
+                features = model.forward_pooled(x)
                 outputs.append((features, model.fc(features)))
         (fused_features, fused_logits), (ref_features, ref_logits) = outputs
         assert fused_features.dtype == ref_features.dtype == torch.bfloat16

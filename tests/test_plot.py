@@ -42,7 +42,7 @@ def test_seed_figure_has_loss_and_accuracy_on_two_axes_against_examples_seen(
 
 def test_real_data_is_not_called_synthetic() -> None:
     figure = plot_history(TrainResult(_history(dataset="cifar10"), model=torch.nn.Linear(1, 1)))
-    assert "CIFAR10" in figure.axes[0].get_title()
+    assert "CIFAR-10" in figure.axes[0].get_title()
     assert "SYNTHETIC" not in figure.axes[0].get_title()
 
 
@@ -66,3 +66,49 @@ def test_comparison_shows_every_run_and_its_time(tmp_path: Path) -> None:
 def test_comparison_of_nothing_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one run"):
         plot_comparison([])
+
+
+def _run_args(**args: object) -> dict[str, object]:
+    return {"arch": "resnet18", "weights": "IMAGENET1K_V1", **args}
+
+
+def test_titles_name_the_architecture_weights_and_data_as_written() -> None:
+    run = _history(dataset="/data/Imagenette2")
+    run.args = _run_args()
+    title = plot_history(run).axes[0].get_title()
+    assert title == "resnet18 (IMAGENET1K_V1), mode 'head', Imagenette2"
+    run.args = _run_args(weights=None)
+    assert plot_history(run).axes[0].get_title().startswith("resnet18 (random init)")
+    run.args = {}
+    assert "not recorded" in plot_history(run).axes[0].get_title()
+
+
+def test_a_staged_run_marks_where_each_later_stage_starts() -> None:
+    run = _history("partial")
+    run.args = _run_args(stages="head:0,layer4:1")
+    axis = plot_history(run).axes[0]
+    marks = [line for line in axis.lines if line.get_linestyle() == ":"]
+    assert [list(line.get_xdata()) for line in marks] == [[192, 192]]
+    assert [text.get_text() for text in axis.texts] == ["layer4 starts"]
+    run.args = _run_args()
+    assert not plot_history(run).axes[0].texts
+
+
+def test_coinciding_runs_stay_distinguishable() -> None:
+    runs = [_history("head"), _history("cached")]  # the same losses and accuracies
+    loss_axis, accuracy_axis, _ = plot_comparison(runs).axes
+    for axis in (loss_axis, accuracy_axis):
+        first, second = axis.lines
+        assert first.get_linewidth() > second.get_linewidth()
+        assert first.get_linestyle() != second.get_linestyle()
+    assert accuracy_axis.lines[0].get_marker() != accuracy_axis.lines[1].get_marker()
+
+
+def test_runs_of_different_models_say_which_is_which() -> None:
+    runs = [_history("head"), _history("full")]
+    runs[0].args, runs[1].args = _run_args(), _run_args(weights=None)
+    labels = [line.get_label() for line in plot_comparison(runs).axes[0].lines]
+    assert labels == [
+        "resnet18 (IMAGENET1K_V1), head, synthetic data",
+        "resnet18 (random init), full, synthetic data",
+    ]

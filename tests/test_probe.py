@@ -32,7 +32,7 @@ def test_stage_features_are_pooled_stage_outputs_and_one_pass_fills_every_stage(
     x = resfx.data.preprocess(split.images, 32)
     with torch.no_grad():
         maps = model.forward_stages(x, stages)
-        torch.testing.assert_close(out["layer4"], model.forward_features(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(out["layer4"], model.forward_pooled(x), atol=1e-6, rtol=0)
     torch.testing.assert_close(out["layer2"], maps["layer2"].mean(dim=(2, 3)), atol=1e-6, rtol=0)
     passes = []
     original = ResNet.forward_stages

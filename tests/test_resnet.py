@@ -100,8 +100,8 @@ def test_stages_cover_every_parameter_once() -> None:
 def test_config_validation(no_shape_checks: None) -> None:
     with pytest.raises(ValueError, match="4 positive block counts"):
         ResNetConfig(layers=(1, 1, 1))
-    with pytest.raises(ValueError, match="num_classes and width must be positive"):
-        ResNetConfig(num_classes=0)
+    with pytest.raises(ValueError, match="num_classes must be 0 .* or more and width positive"):
+        ResNetConfig(num_classes=-1)
 
 
 @pytest.mark.parametrize(

@@ -297,3 +297,50 @@ def test_ranks_write_disjoint_shards_and_rank_0_merges_them_into_the_one_process
     assert shards == ["train 00001", "test 00000", "train 00000", "train 00002"]
     for name in sorted(p.relative_to(single) for p in single.rglob("*") if p.is_file()):
         assert (single / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+def test_a_shard_with_non_finite_features_is_refused_and_nothing_of_it_is_written(
+    tmp_path: Path,
+) -> None:
+    from resfx.features._store import StoreWriter
+
+    writer = StoreWriter(tmp_path / "store", {"arch": "test"})
+    features = np.ones((3, 2), np.float32)
+    features[1, 0] = np.nan
+    features[2, 1] = np.inf
+    with writer.claim():
+        with pytest.raises(StoreError, match=r"2 example\(s\) \(positions 11, 12\)"):
+            writer.write_shard("train", 0, {"pooled": features}, [10, 11, 12], [])
+        assert writer.done() == {}
+        assert not list((tmp_path / "store").rglob("*.npy"))
+        finite = writer.write_shard(
+            "train", 0, {"pooled": np.ones((3, 2), np.float32)}, [10, 11, 12], []
+        )
+        assert finite.rows == 3
+
+
+def test_extraction_through_a_model_that_gives_nan_stops_without_a_store(tmp_path: Path) -> None:
+    model = _model()
+    with torch.no_grad():
+        model.layer4[0].conv1.weight[0, 0, 1, 1] = float("nan")
+    data = TensorDataset(torch.rand(4, 3, 10, 10), torch.tensor([1, 0, 1, 0]))
+    with pytest.raises(StoreError, match="stage pooled of shard 0 of train has NaN"):
+        extract(data, tmp_path / "nan", arch=model, **SETTINGS)
+    with pytest.raises(StoreError, match="half-written"):
+        FeatureStore.open(tmp_path / "nan")
+
+
+def test_files_named_like_shards_that_no_store_records_are_never_overwritten(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    (out / "train").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "train" / "pooled-00000.npy").write_bytes(b"someone's array")
+    data = TensorDataset(torch.rand(4, 3, 10, 10), torch.tensor([1, 0, 1, 0]))
+    with pytest.raises(StoreError, match=r"holds 1 file\(s\) named like feature-store shards"):
+        extract(data, out, arch=_model(), **SETTINGS)
+    assert (out / "train" / "pooled-00000.npy").read_bytes() == b"someone's array"
+    store = extract(data, out, arch=_model(), overwrite=True, **SETTINGS)
+    assert store.load("train", "pooled").shape[0] == 4
+    assert (out / "notes.txt").read_text() == "mine"

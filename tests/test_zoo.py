@@ -9,6 +9,7 @@ its public factory, its docstring and its `PRETRAINED` entries.
 import inspect
 from pathlib import Path
 
+import PIL.Image
 import pytest
 import torch
 import torchvision
@@ -95,3 +96,19 @@ def test_the_factories_signatures_are_torchvisions() -> None:
         assert list(ours)[:2] == list(theirs)[:2] == ["weights", "progress"]
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in ours.values())
         assert ours["progress"].default is True and ours["weights"].default is None
+
+
+def test_weights_transforms_are_callable_and_give_torchvisions_tensors() -> None:
+    # issue 21: torchvision's `weights.transforms()` is a call; resfx's entries answer it.
+    # Two presets exist (resize 256 for V1, 232 for V2; the settings of every entry are
+    # checked above); timm's copy takes its recipe's
+    pixels = torch.randint(0, 256, (3, 301, 260), dtype=torch.uint8, generator=torch.Generator())
+    image = PIL.Image.fromarray(pixels.permute(1, 2, 0).numpy())
+    enum = torchvision.models.ResNet50_Weights
+    for name, tag in (("IMAGENET1K_V1", "IMAGENET1K_V1"), ("tv2_in1k", "IMAGENET1K_V2")):
+        ours = weights.PRETRAINED[f"resnet50.{name}"].transforms()
+        theirs = enum[tag].transforms()
+        for source in (image, pixels[None]):
+            out = ours(source)
+            assert out.dtype == torch.float32 and out.shape[-3:] == (3, 224, 224)
+            assert torch.equal(out, theirs(source)), (name, type(source))

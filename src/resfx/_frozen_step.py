@@ -100,7 +100,7 @@ class FrozenForward:
     and returns its seconds, which are what the compilation cost.
 
     Args:
-        backbone: the frozen forward, e.g. `fold_frozen_backbone(model, ...).forward_features`.
+        backbone: the frozen forward, e.g. `fold_frozen_backbone(model, ...).forward_pooled`.
         mode: a `CompileMode`.
         batch_size: the one batch size the compiled code is built for.
         precision: `"fp32"` or `"bf16"` (the autocast of every call).
@@ -111,7 +111,7 @@ class FrozenForward:
     Example:
         >>> import torch, resfx
         >>> model = resfx.ResNet(resfx.ResNetConfig(width=4, layers=(1, 1, 1, 1))).eval()
-        >>> forward = FrozenForward(model.forward_features, mode="off", batch_size=4, precision="fp32")
+        >>> forward = FrozenForward(model.forward_pooled, mode="off", batch_size=4, precision="fp32")
         >>> forward(torch.randn(6, 3, 32, 32)).shape
         torch.Size([6, 32])
     """
@@ -157,7 +157,7 @@ class FrozenForward:
         Example:
             >>> import torch, resfx
             >>> model = resfx.ResNet(resfx.ResNetConfig(width=4, layers=(1, 1, 1, 1))).eval()
-            >>> forward = FrozenForward(model.forward_features, mode="off", batch_size=2, precision="fp32")
+            >>> forward = FrozenForward(model.forward_pooled, mode="off", batch_size=2, precision="fp32")
             >>> forward.warm_up(torch.zeros(2, 3, 32, 32)) >= 0
             True
         """
@@ -184,7 +184,7 @@ class FrozenForward:
         Example:
             >>> import torch, resfx
             >>> model = resfx.ResNet(resfx.ResNetConfig(width=4, layers=(1, 1, 1, 1))).eval()
-            >>> FrozenForward(model.forward_features, mode="off", batch_size=8,
+            >>> FrozenForward(model.forward_pooled, mode="off", batch_size=8,
             ...               precision="fp32")(torch.randn(3, 3, 32, 32)).dtype
             torch.float32
         """

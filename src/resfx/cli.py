@@ -600,7 +600,10 @@ def _run_bench(namespace: argparse.Namespace) -> int:
         print()
         print(format_job_table(jobs))
         report["job"] = {"args": job_args.to_dict(), "runs": [dataclasses.asdict(j) for j in jobs]}
-    written = [write_json(report, out / "bench.json"), *(plot_steps(steps, out) if steps else [])]
+    written = [
+        write_json(report, out / "bench.json"),
+        *(plot_steps(steps, out, info) if steps else []),
+    ]
     for stale in set(BENCH_OUTPUTS) - {path.name for path in written}:
         (out / stale).unlink(missing_ok=True)  # --overwrite: no earlier chart beside new figures
     print("wrote: " + ", ".join(str(p) for p in written))

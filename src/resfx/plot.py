@@ -24,10 +24,14 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ._names import data_name
+
 __all__ = ["plot_comparison", "plot_history"]
 
 _LOSS_COLOUR = "tab:blue"
 _ACCURACY_COLOUR = "tab:red"
+_LINE_STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v")
 
 Run = Mapping[str, Any] | Any
 """A run's history: a mapping with `TrainHistory`'s fields, or an object with `to_dict()`
@@ -47,19 +51,36 @@ def _record(run: Run) -> dict[str, Any]:
     )
 
 
+def _model_name(history: Mapping[str, Any]) -> str:
+    """The architecture and its starting weights, from the run's arguments."""
+    args = history.get("args") or {}
+    if "arch" not in args:  # a history written without its arguments
+        return "architecture and weights not recorded"
+    weights = args.get("weights")
+    return f"{args['arch']} ({'random init' if weights in (None, 'none') else weights})"
+
+
 def _label(history: Mapping[str, Any]) -> str:
-    """Mode and dataset for legends; synthetic data always says so."""
-    data = "synthetic data" if history["dataset"] == "synthetic" else history["dataset"].upper()
+    """Mode and data for legends (the model is in the figure's title); synthetic says so."""
+    data = "synthetic data" if history["dataset"] == "synthetic" else data_name(history["dataset"])
     return f"{history['mode']}, {data}"
 
 
 def _title(history: Mapping[str, Any]) -> str:
-    data = (
-        "SYNTHETIC data (generated, not CIFAR-10)"
-        if history["dataset"] == "synthetic"
-        else f"{history['dataset'].upper()} data"
-    )
-    return f"ResNet34, mode {history['mode']!r}, {data}"
+    return f"{_model_name(history)}, mode {history['mode']!r}, {data_name(history['dataset'])}"
+
+
+def _stage_starts(history: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """A staged run's `(stage, examples seen when it started)` for the stages after epoch 0."""
+    stages = (history.get("args") or {}).get("stages")
+    if not stages:
+        return []
+    starts = []
+    for item in str(stages).split(","):
+        name, _, epoch = item.strip().partition(":")
+        if epoch.isdigit() and 0 < int(epoch) <= len(history["epoch_examples"]):
+            starts.append((name, history["epoch_examples"][int(epoch) - 1]))
+    return starts
 
 
 def _save(figure: Figure, path: str | os.PathLike[str] | None) -> None:
@@ -72,7 +93,9 @@ def plot_history(run: Run, path: str | os.PathLike[str] | None = None) -> Figure
     """The seed's figure: loss per step and test accuracy per epoch, against examples seen.
 
     Two y-axes: cross-entropy on the left, test accuracy (%) on the right.
-    The title names the mode and the dataset, and says so when it is synthetic.
+    The title names the architecture, its starting weights, the mode and the data
+    (and says so when it is synthetic); a staged run marks where each later stage
+    starts training.
 
     Args:
         run: a history (`TrainHistory`, its `to_dict()`, `history.json`'s content) or a
@@ -120,7 +143,18 @@ def plot_history(run: Run, path: str | os.PathLike[str] | None = None) -> Figure
         loss_axis.get_legend_handles_labels()[0] + accuracy_axis.get_legend_handles_labels()[0]
     )
     loss_axis.legend(handles=handles, loc="center right")
-    loss_axis.set_title(_title(history))
+    for stage, examples in _stage_starts(history):
+        loss_axis.axvline(examples, color="grey", linestyle=":", linewidth=1)
+        loss_axis.annotate(
+            f"{stage} starts",
+            (examples, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="dimgrey",
+        )
+    loss_axis.set_title(_title(history), fontsize=10)
     _save(figure, path)
     return figure
 
@@ -153,10 +187,26 @@ def plot_comparison(runs: Sequence[Run], path: str | os.PathLike[str] | None = N
     FigureCanvasAgg(figure)
     loss_axis, accuracy_axis, time_axis = figure.subplots(1, 3)
     labels = [_label(history) for history in histories]
-    for history, label in zip(histories, labels, strict=True):
-        loss_axis.plot(history["examples_seen"], history["loss_list"], linewidth=1, label=label)
+    if len({_model_name(history) for history in histories}) > 1:
+        labels = [f"{_model_name(h)}, {label}" for h, label in zip(histories, labels, strict=True)]
+    # Runs often coincide (head and cached train the same head on the same features):
+    # each later run is drawn thinner, dashed and with its own marker, so one on top
+    # of another still shows both.
+    for index, (history, label) in enumerate(zip(histories, labels, strict=True)):
+        style = {
+            "linewidth": max(2.5 - 0.7 * index, 0.8),
+            "linestyle": _LINE_STYLES[index % len(_LINE_STYLES)],
+            "label": label,
+        }
+        loss_axis.plot(history["examples_seen"], history["loss_list"], **style)
         epochs = range(1, len(history["accuracy_list"]) + 1)
-        accuracy_axis.plot(epochs, [100 * a for a in history["accuracy_list"]], "o-", label=label)
+        accuracy_axis.plot(
+            epochs,
+            [100 * a for a in history["accuracy_list"]],
+            marker=_MARKERS[index % len(_MARKERS)],
+            markersize=max(9 - 2 * index, 4),
+            **style,
+        )
     loss_axis.set(xlabel="training examples seen", ylabel="cross-entropy loss", title="loss")
     accuracy_axis.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     accuracy_axis.set_ylim(0, 100)
@@ -165,12 +215,17 @@ def plot_comparison(runs: Sequence[Run], path: str | os.PathLike[str] | None = N
     positions = range(len(histories))
     time_axis.bar(positions, setup, label="setup (data, model, cached features)")
     time_axis.bar(positions, training, bottom=setup, label="epochs (train + test)")
-    time_axis.set_xticks(list(positions), labels, rotation=15)
+    time_axis.set_xticks(
+        list(positions), [label.replace(", ", "\n").replace(" (", "\n(") for label in labels]
+    )
     time_axis.set(ylabel="seconds", title="time, end to end")
+    accuracy_axis.xaxis.get_major_locator().set_params(integer=True)
+    time_axis.set_ylim(0, 1.3 * max(s + t for s, t in zip(setup, training, strict=True)))
     for axis in (loss_axis, accuracy_axis, time_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
-    if any(history["dataset"] == "synthetic" for history in histories):
-        figure.suptitle("SYNTHETIC data (generated stand-in, not CIFAR-10)")
+    models = ", ".join(dict.fromkeys(_model_name(history) for history in histories))
+    data = ", ".join(dict.fromkeys(data_name(history["dataset"]) for history in histories))
+    figure.suptitle(f"{models} on {data}")
     _save(figure, path)
     return figure

@@ -101,6 +101,24 @@ class PretrainedWeights:
         """Where the file lives in torch's hub cache (honours `TORCH_HOME`)."""
         return Path(torch.hub.get_dir()) / "checkpoints" / self.file_name
 
+    def transforms(self) -> tnn.Module:
+        """The evaluation transform, ready to call, as torchvision's `weights.transforms()`.
+
+        A PIL image, or a `uint8` tensor `(3, h, w)` or `(b, 3, h, w)`, in; the
+        resized, centre-cropped, normalised float tensor out, the same tensor
+        torchvision's transform gives (it is `transform.build()`).
+
+        Returns:
+            torchvision's `ImageClassification` preset with `transform`'s settings.
+
+        Example:
+            >>> import torch
+            >>> image = torch.randint(0, 256, (3, 300, 260), dtype=torch.uint8)
+            >>> PRETRAINED["resnet50.IMAGENET1K_V2"].transforms()(image).shape
+            torch.Size([3, 224, 224])
+        """
+        return self.transform.build()
+
 
 _IMAGENET_CLASSES = 1000
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from .._names import data_name
 from ..train import TrainingArgs, format_setup_phases, train
 from ._seed import seed_train
 
@@ -129,7 +130,7 @@ def format_job_table(results: list[JobResult]) -> str:
     seed = next((r.seconds for r in results if r.run == "seed"), None)
     datasets = sorted({r.dataset for r in results})
     lines = [
-        f"seed job on {', '.join(d.upper() if d == 'cifar10' else d + ' data' for d in datasets)}",
+        f"seed job on {', '.join(data_name(d) for d in datasets)}",
         f"{'run':<7} {'prec':<6} {'total s':>9} {'epoch s':>9} {'setup s':>10} {'accuracy':>9} "
         f"{'vs seed':>11}",
     ]

@@ -397,6 +397,18 @@ def peak_memory(
     return built, kept + transient
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; `platform.processor()` is empty there)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     """What the numbers were measured on: device name, library versions, CPU count.
 
@@ -405,10 +417,10 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         ['cpu_count', 'cuda', 'device']
     """
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {
         "device": str(device),
-        "device_name": name or platform.machine(),
+        "device_name": name,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cpu_count": os.cpu_count(),

@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -120,69 +121,122 @@ def _series(results: list[StepResult]) -> list[tuple[str, str]]:
     return sorted({(r.implementation, r.precision) for r in results})
 
 
-def _modes_figure(results: list[StepResult]) -> Figure:
-    """Bars: median step time (and peak memory, when measured) per mode and series."""
+def _offsets(count: int, series: int, index: int, width: float) -> list[float]:
+    """x positions of series `index` of `series`, side by side around each of `count` ticks."""
+    return [m + (index - (series - 1) / 2) * width for m in range(count)]
+
+
+def _machine_line(results: list[StepResult], machine: Mapping[str, Any] | None) -> str:
+    """Which device measured: its name (from `machine_info`) and torch's device string."""
+    devices = ", ".join(dict.fromkeys(r.device for r in results)) or "cpu"
+    if not machine:
+        return f"on {devices}"
+    cpus = f", {machine['cpu_count']} CPUs" if machine.get("cpu_count") else ""
+    return f"on {machine.get('device_name') or devices} ({devices}{cpus})"
+
+
+def _modes_figure(results: list[StepResult], machine: Mapping[str, Any] | None) -> Figure:
+    """Bars: median step time (and peak memory, when measured) per mode and series.
+
+    Each time bar carries its spread (half the interquartile range of the steps) and
+    a dot per interleaved round's median, so a noisy mode shows as one.
+    """
     series = _series(results)
     modes = list(dict.fromkeys(r.mode for r in results if not r.mode.startswith("freeze_to:")))
     table = {(r.implementation, r.precision, r.mode): r for r in results}
-    panels = [("median_ms", "step time (ms, median)", "ResNet34 training step by mode")]
+    panels = [("median_ms", "step time (ms): median, ±half IQR, dots: rounds", "step time")]
     if any(r.peak_memory_mib for r in results):
         where = "GPU allocator" if _on_gpu(results) else "CPU tensors"
-        panels.append(("peak_memory_mib", f"peak memory, {where} (MiB)", "Peak memory by mode"))
-    figure = Figure(figsize=(13 if len(panels) == 2 else 8, 4.5))
+        panels.append(("peak_memory_mib", f"peak memory, {where} (MiB)", "peak memory"))
+    figure = Figure(figsize=(13 if len(panels) == 2 else 8, 4.8), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     width = 0.8 / max(len(series), 1)
     for axis, (attribute, ylabel, title) in zip(axes, panels, strict=True):
         for index, (implementation, precision) in enumerate(series):
-            offsets = [m + (index - (len(series) - 1) / 2) * width for m in range(len(modes))]
-            values = [
-                getattr(table.get((implementation, precision, m)), attribute, 0.0) or 0.0
-                for m in modes
-            ]
-            axis.bar(offsets, values, width, label=f"{implementation} {precision}")
+            offsets = _offsets(len(modes), len(series), index, width)
+            rows = [table.get((implementation, precision, m)) for m in modes]
+            values = [getattr(r, attribute, 0.0) or 0.0 for r in rows]
+            timing = attribute == "median_ms"
+            bars = axis.bar(
+                offsets,
+                values,
+                width,
+                yerr=[r.spread_ms if r else 0.0 for r in rows] if timing else None,
+                capsize=3,
+                label=f"{implementation} {precision}",
+            )
+            if timing:
+                for x, row in zip(offsets, rows, strict=True):
+                    rounds = row.round_medians_ms if row else []
+                    axis.plot([x] * len(rounds), rounds, ".", color="black", markersize=3)
+            axis.bar_label(
+                bars,
+                fmt="%.3g" if timing else "%.0f",
+                fontsize=7 if len(series) <= 2 else 6,
+                rotation=0 if len(series) <= 2 else 90,
+                padding=2,
+            )
         axis.set_ylabel(ylabel)
         axis.set_title(title)
         axis.set_xticks(range(len(modes)))
         axis.set_xticklabels(modes, rotation=30, ha="right")
-        axis.legend()
-    figure.tight_layout()
+        axis.set_ylim(0, 1.15 * axis.get_ylim()[1])  # room for the rotated labels
+        axis.legend(fontsize=8)
+    figure.suptitle(f"ResNet34 training step by mode, {_machine_line(results, machine)}")
     return figure
 
 
-def _depth_figure(results: list[StepResult]) -> Figure | None:
-    """Lines: step time and saved activations against freeze depth; `None` without a sweep."""
+def _depth_figure(results: list[StepResult], machine: Mapping[str, Any] | None) -> Figure | None:
+    """Step time and saved activations against freeze depth; `None` without a sweep.
+
+    The series sit side by side around each depth (resfx and torchvision save the
+    same activations, so drawn at one x the second would hide the first), and the
+    time carries its spread (half the interquartile range).
+    """
     sweep = [r for r in results if r.mode.startswith("freeze_to:")]
     if not sweep:
         return None
-    figure = Figure(figsize=(8, 4.5))
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
-    time_axis = figure.subplots()
-    memory_axis = time_axis.twinx()
-    for implementation, precision in _series(results):
-        rows = [r for r in sweep if (r.implementation, r.precision) == (implementation, precision)]
-        stages = [r.mode.removeprefix("freeze_to:") for r in rows]
-        label = f"{implementation} {precision}"
-        time_axis.plot(stages, [r.median_ms for r in rows], marker="o", label=f"{label} time")
-        memory_axis.plot(
-            stages,
-            [r.saved_bytes / 2**20 for r in rows],
-            marker="s",
-            linestyle="--",
-            label=f"{label} saved activations",
+    time_axis, memory_axis = figure.subplots(1, 2)
+    series = _series(results)
+    stages = list(dict.fromkeys(r.mode.removeprefix("freeze_to:") for r in sweep))
+    table = {(r.implementation, r.precision, r.mode.removeprefix("freeze_to:")): r for r in sweep}
+    for index, (implementation, precision) in enumerate(series):
+        rows = [table.get((implementation, precision, stage)) for stage in stages]
+        x = _offsets(len(stages), len(series), index, 0.12)
+        style = {"marker": "os^D"[index % 4], "label": f"{implementation} {precision}"}
+        time_axis.errorbar(
+            x,
+            [r.median_ms if r else float("nan") for r in rows],
+            yerr=[r.spread_ms if r else 0.0 for r in rows],
+            capsize=3,
+            **style,
         )
-    time_axis.set_xlabel("frozen up to and including")
-    time_axis.set_ylabel("step time (ms, median)")
+        memory_axis.plot(
+            x, [r.saved_bytes / 2**20 if r else float("nan") for r in rows], "--", **style
+        )
+    for axis in (time_axis, memory_axis):
+        axis.set_xticks(range(len(stages)), stages)
+        axis.set_xlabel("frozen up to and including")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    time_axis.set_ylabel("step time (ms): median, ±half IQR")
+    time_axis.set_title("step time")
     memory_axis.set_ylabel("activations saved for backward (MiB)")
-    time_axis.set_title("Cost of a training step against freeze depth")
-    handles = time_axis.get_legend_handles_labels()
-    more = memory_axis.get_legend_handles_labels()
-    time_axis.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8)
-    figure.tight_layout()
+    memory_axis.set_title("saved activations")
+    figure.suptitle(
+        f"Cost of a ResNet34 training step against freeze depth, {_machine_line(results, machine)}"
+    )
     return figure
 
 
-def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> list[Path]:
+def plot_steps(
+    results: list[StepResult],
+    out_dir: str | os.PathLike[str],
+    machine: Mapping[str, Any] | None = None,
+) -> list[Path]:
     """Charts: time and peak memory by mode, and cost against freeze depth.
 
     Drawn on matplotlib `Figure` objects with the Agg canvas: no pyplot state, no
@@ -191,6 +245,8 @@ def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> li
     Args:
         results: from `run_step_benchmarks`.
         out_dir: the folder for the PNG files.
+        machine: `machine_info(device)` of the run, so the titles name the device;
+            `None` names only torch's device string.
 
     Returns:
         The PNG paths written (`bench_modes.png`, `bench_freeze_depth.png` when
@@ -205,7 +261,10 @@ def plot_steps(results: list[StepResult], out_dir: str | os.PathLike[str]) -> li
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     modes_chart, depth_chart = BENCH_OUTPUTS[1:]
-    figures = {modes_chart: _modes_figure(results), depth_chart: _depth_figure(results)}
+    figures = {
+        modes_chart: _modes_figure(results, machine),
+        depth_chart: _depth_figure(results, machine),
+    }
     written = []
     for name, figure in figures.items():
         if figure is not None:

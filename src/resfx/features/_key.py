@@ -128,7 +128,7 @@ class FeatureKey:
         feature_shape: the shape of one example's features (`(512,)` for ResNet34);
             `None` leaves it unchecked.
         dtype: the features' dtype name (resfx computes `float32` features).
-        stage: which output: `"pooled"` (`forward_features`), or a stage of
+        stage: which output: `"pooled"` (`forward_pooled`), or a stage of
             `resfx.models.FEATURE_STAGES` whose feature map is average-pooled.
 
     Example:
@@ -164,7 +164,7 @@ class FeatureKey:
 def feature_key(
     model: ResNet, split: ImageSplit | StreamedSplit, *, image_size: int, precision: str, bn: str
 ) -> FeatureKey:
-    """The content key of `model.forward_features` over `split`.
+    """The content key of `model.forward_pooled` over `split`.
 
     Args:
         model: the ResNet; its head `fc` is left out of the fingerprint.
@@ -196,5 +196,5 @@ def feature_key(
         count=len(split),
         precision=precision,
         bn=f"{bn}:{batchnorm_modes(model)}",
-        feature_shape=(model.fc.in_features,),
+        feature_shape=(model.config.feature_dim,),
     )

@@ -43,7 +43,7 @@ def stage_feature_batches(
     """Pooled features of `stages` for the split's examples at `order`, one batch at a time.
 
     Each stage's feature map `(b, c, h, w)` is averaged over `h, w`; `"pooled"`
-    is `forward_features` (the same as `"layer4"` pooled). One frozen forward
+    is `forward_pooled` (the same as `"layer4"` pooled). One frozen forward
     serves every stage.
 
     Args:
@@ -119,7 +119,7 @@ def compute_features(
     precision: str = "fp32",
     context: DistributedContext | None = None,
 ) -> Features:
-    """`model.forward_features` over every image of `split`, in order, in inference mode.
+    """`model.forward_pooled` over every image of `split`, in order, in inference mode.
 
     The model's modes are used as they are (freeze it with eval-mode BatchNorm
     first, so that features do not depend on the batch). Runs on the device
@@ -171,7 +171,7 @@ def compute_stage_features(
     """Average-pooled features of several stages from one inference pass over `split`.
 
     Each stage's feature map `(b, c, h, w)` is averaged over `h, w`; `"pooled"`
-    is `forward_features` (the same as `"layer4"` pooled). Under `torchrun`,
+    is `forward_pooled` (the same as `"layer4"` pooled). Under `torchrun`,
     with `context`, each process runs only its share of the batches
     (`context.share(len(split), block=batch_size)`: whole batches, in order)
     and an all-gather gives every process all the features: the same batches

@@ -110,6 +110,24 @@ class ShardRecord:
         return len(self.positions)
 
 
+def _refuse_non_finite(
+    array: np.ndarray, split: str, shard: int, stage: str, positions: Sequence[int]
+) -> None:
+    """A store holds only finite features: NaN or infinity is a failed forward, not data."""
+    finite = np.isfinite(array).all(axis=1)
+    if finite.all():
+        return
+    rows = [int(positions[row]) for row in np.flatnonzero(~finite)]
+    shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
+    raise StoreError(
+        f"stage {stage} of shard {shard} of {split} has NaN or infinite features for "
+        f"{len(rows)} example(s) (positions {shown}); a store must hold only finite rows. "
+        "The forward overflowed (a low precision, or weights that are not the model's) or "
+        "the images are damaged: extract again with fp32 precision and checked weights; the "
+        "shards finished so far are kept and a rerun resumes after them"
+    )
+
+
 class StoreWriter:
     """Writes one feature store, shard by shard, in a folder it holds alone (see `claim`).
 
@@ -208,6 +226,8 @@ class StoreWriter:
             )
         elif self.resume and (started or finished):
             self._check_same_settings(finished)
+        else:
+            self._refuse_foreign_shards()
         if finished and self.resume:
             return
         if self.check is not None:
@@ -235,6 +255,29 @@ class StoreWriter:
                 f"cannot resume the feature store in {self.root}: its settings differ ({details}); "
                 f"run with the same settings, or pass overwrite=True (--overwrite) to start again"
             )
+
+    def _refuse_foreign_shards(self) -> None:
+        """Files named like shards that no journal entry records: someone else's, kept."""
+        recorded = {
+            shard_file(record.split, stage, record.shard)
+            for record in self.done().values()
+            for stage in record.files
+        }
+        for split in sorted(str(name) for name in self.settings.get("data", {})):
+            folder = self.root / split
+            if _SPLIT_NAME.match(split) and folder.is_dir():
+                foreign = sorted(
+                    p.name
+                    for p in folder.iterdir()
+                    if _SHARD_FILE.match(p.name) and f"{split}/{p.name}" not in recorded
+                )
+                if foreign:
+                    raise StoreError(
+                        f"{folder} holds {len(foreign)} file(s) named like feature-store shards "
+                        f"({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}) that no "
+                        f"store in {self.root} records; writing would replace them. Pass an "
+                        f"empty or new folder, or overwrite=True (--overwrite) to replace them"
+                    )
 
     def _remove_own_files(self) -> None:
         """Delete a previous store's files (manifest first, so no half-replaced store looks done).
@@ -333,6 +376,7 @@ class StoreWriter:
 
         Raises:
             ValueError: an array that is not float32 with one row per position.
+            StoreError: a row holds NaN or infinity (nothing of this shard is written).
         """
         files: dict[str, dict[str, Any]] = {}
         for stage, array in features.items():
@@ -341,6 +385,7 @@ class StoreWriter:
                     f"shard {shard} of {split}, stage {stage}: expected float32 "
                     f"({len(positions)}, width), got {array.dtype} {array.shape}"
                 )
+            _refuse_non_finite(array, split, shard, stage, positions)
             path = atomic_write_with(
                 self.root / shard_file(split, stage, shard),
                 lambda file, a=array: np.save(file, np.ascontiguousarray(a)),

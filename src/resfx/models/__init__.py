@@ -28,14 +28,18 @@ from ._factory import wide_resnet101_2 as wide_resnet101_2
 from ._feature_extraction import (
     get_resnet_for_feature_extraction as get_resnet_for_feature_extraction,
 )
+from ._features_only import FeatureInfo as FeatureInfo
+from ._features_only import ResNetFeatures as ResNetFeatures
 from ._resnet import BLOCKS as BLOCKS
 from ._resnet import FEATURE_STAGES as FEATURE_STAGES
 from ._resnet import STAGES as STAGES
+from ._resnet import TIMM_TAPS as TIMM_TAPS
 from ._resnet import BasicBlock as BasicBlock
 from ._resnet import BlockKind as BlockKind
 from ._resnet import Bottleneck as Bottleneck
 from ._resnet import ResNet as ResNet
 from ._resnet import ResNetConfig as ResNetConfig
+from ._resnet import StageInfo as StageInfo
 from ._resnet import block_group as block_group
 from ._resnet import conv1x1 as conv1x1
 from ._resnet import conv3x3 as conv3x3
@@ -45,11 +49,15 @@ __all__ = [
     "BLOCKS",
     "FEATURE_STAGES",
     "STAGES",
+    "TIMM_TAPS",
     "BasicBlock",
     "BlockKind",
     "Bottleneck",
+    "FeatureInfo",
     "ResNet",
     "ResNetConfig",
+    "ResNetFeatures",
+    "StageInfo",
     "Weights",
     "available_weights",
     "block_group",

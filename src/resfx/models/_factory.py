@@ -7,24 +7,23 @@ are its own: `resnet18(weights="IMAGENET1K_V1")` fetches ResNet18's file, and a
 name of another architecture is refused with the names that fit.
 """
 
-import dataclasses
 import enum
 import functools
 import inspect
 import os
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import torch
 from torch import Tensor
 
-from .. import nn
 from .._weights._download import fetch_pretrained
 from .._weights._load import REFERENCE_STATES, check_state_dict, read_checkpoint
 from .._weights._registry import PRETRAINED
 from .._zoo import ZOO, ArchSpec
+from ._features_only import ResNetFeatures
 from ._resnet import ResNet, ResNetConfig
 
 Weights = str | os.PathLike[str] | enum.Enum | None
@@ -179,54 +178,137 @@ def _pretrained(config: ResNetConfig, weights: str | Path, progress: bool) -> Re
     return model
 
 
+def _split_name(name: str) -> tuple[str, str | None]:
+    """`"resnet18.tv_in1k"` -> `("resnet18", "resnet18.tv_in1k")`, the arch and its weights key."""
+    arch, dot, tag = name.partition(".")
+    _check_arch(arch)
+    if not dot:
+        return arch, None
+    known = [entry.tag for entry in PRETRAINED.values() if entry.arch == arch]
+    if tag not in known:
+        raise ValueError(f"unknown weights tag {tag!r} in {name!r}; {arch} has tags {known}")
+    return arch, name
+
+
+@overload
 def create_model(
     name: str,
+    pretrained: bool = False,
     *,
     weights: Weights = None,
     num_classes: int | None = None,
     progress: bool = True,
-) -> ResNet:
-    """Build any architecture of `list_models()` by name, optionally pretrained, any head size.
+    features_only: Literal[False] = False,
+    out_indices: None = None,
+) -> ResNet: ...
 
-    With named weights and a `num_classes` other than theirs, the backbone is
-    loaded and `fc` replaced by a fresh `resfx.nn.Linear(feature_dim,
-    num_classes)` (as timm's `create_model(..., pretrained=True, num_classes=...)`);
-    `model.config.num_classes` says the new size.
+
+@overload
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    weights: Weights = None,
+    num_classes: int | None = None,
+    progress: bool = True,
+    features_only: Literal[True],
+    out_indices: int | Sequence[int] = (0, 1, 2, 3, 4),
+) -> ResNetFeatures: ...
+
+
+@overload
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    weights: Weights = None,
+    num_classes: int | None = None,
+    progress: bool = True,
+    features_only: bool,
+    out_indices: int | Sequence[int] | None = None,
+) -> ResNet | ResNetFeatures: ...
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    weights: Weights = None,
+    num_classes: int | None = None,
+    progress: bool = True,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+) -> ResNet | ResNetFeatures:
+    """Build any architecture of `list_models()` by name, optionally pretrained, as timm's.
+
+    `name` is an architecture (`"resnet50"`) or, as in timm, an architecture and
+    a weights tag (`"resnet50.tv2_in1k"`, `"resnet50.IMAGENET1K_V2"`): the tag
+    says which weights `pretrained=True` loads; without `pretrained` the model
+    is randomly initialised, as timm's. `pretrained=True` without a tag loads
+    the architecture's `"DEFAULT"` weights (torchvision's newest). With
+    weights and a `num_classes` other than theirs, the backbone is loaded and
+    `fc` replaced (`ResNet.reset_classifier`), as timm's; `num_classes=0` leaves
+    no classifier. `features_only=True` returns the trunk as a
+    `ResNetFeatures`, whose forward gives the maps at `out_indices` (timm's
+    indices: 0 is `relu`'s output, timm's `act1`, and 1..4 `layer1..layer4`'s).
 
     Args:
-        name: the architecture, e.g. `"resnet50"`.
-        weights: `None` (random init), a weights name for this architecture
-            (`available_weights(name)`, or `"DEFAULT"`), torchvision's enum
-            member, or a checkpoint path.
-        num_classes: outputs of `fc`; `None` keeps the weights' (1000) or 1000.
+        name: the architecture, optionally with a weights tag after a dot.
+        pretrained: load the weights the tag names (or `"DEFAULT"`).
+        weights: instead of `pretrained`: `None`, a weights name for this
+            architecture (`available_weights(name)`, or `"DEFAULT"`), torchvision's
+            enum member, or a checkpoint path.
+        num_classes: outputs of `fc`; 0 for none; `None` keeps the weights' (1000) or 1000.
         progress: show a download progress bar.
+        features_only: return a `ResNetFeatures` (the maps at `out_indices`).
+        out_indices: with `features_only`, increasing indices in 0..4 or an int n
+            for the last n (all five by default).
 
     Returns:
-        The model, in train mode, on the CPU (or on the device of a surrounding
-        `with torch.device(...)` block).
+        The model (a `ResNet`, or a `ResNetFeatures` with `features_only`), in train
+            mode, on the CPU (or on the device of a surrounding `with torch.device(...)` block).
 
     Raises:
-        ValueError: unknown architecture or weights, or `num_classes < 1`.
+        ValueError: unknown architecture, tag or weights; a tag or `pretrained`
+            together with `weights`; `num_classes < 0`; `out_indices` without
+            `features_only`, or out of range.
         resfx.weights.CheckpointMismatchError: a checkpoint's keys or shapes differ.
         resfx.weights.WeightsUnavailableError: named weights not cached and offline.
 
     Example:
         >>> import torch
         >>> with torch.device("meta"):
-        ...     model = create_model("resnext50_32x4d", num_classes=10)
+        ...     model = create_model("resnext50_32x4d.tv2_in1k", num_classes=10)
         >>> model.fc.out_features, model.config.groups
         (10, 32)
+        >>> features = create_model("resnet18", features_only=True, out_indices=(2, 4))
+        >>> features.feature_info.channels(), features.feature_info.reduction()
+        ([128, 512], [8, 32])
     """
-    _check_arch(name)
-    if num_classes is not None and num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    resolved = resolve_weights(name, weights)
+    arch, tagged = _split_name(name)
+    if (pretrained or tagged is not None) and weights is not None:
+        raise ValueError(
+            f"create_model({name!r}, pretrained={pretrained}, weights={weights!r}): give the "
+            f"weights either as weights= or as pretrained=True (with an optional tag in the "
+            f"name), not both"
+        )
+    if pretrained:
+        weights = tagged or "DEFAULT"
+    if num_classes is not None and num_classes < 0:
+        raise ValueError(f"num_classes must be 0 (no classifier) or more, got {num_classes}")
+    if out_indices is not None and not features_only:
+        raise ValueError(
+            f"out_indices={out_indices} selects the maps of features_only=True; pass "
+            f"features_only=True, or use model.forward_intermediates(x, indices=...)"
+        )
+    resolved = resolve_weights(arch, weights)
     pretrained_classes = PRETRAINED[resolved].num_classes if isinstance(resolved, str) else None
-    build_classes = pretrained_classes or num_classes or 1000
-    model = _build(name, resolved, progress, build_classes)
+    build_classes = pretrained_classes or (1000 if num_classes is None else num_classes)
+    model = _build(arch, resolved, progress, build_classes)
     if num_classes is not None and num_classes != build_classes:
-        model.fc = nn.Linear(model.config.feature_dim, num_classes)
-        model.config = dataclasses.replace(model.config, num_classes=num_classes)
+        model.reset_classifier(num_classes)
+    if features_only:
+        return ResNetFeatures(model, (0, 1, 2, 3, 4) if out_indices is None else out_indices)
     return model
 
 

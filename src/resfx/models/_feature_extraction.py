@@ -5,10 +5,8 @@ only `resfx.nn`, and reads a model's stages as data), so this factory can live w
 the others.
 """
 
-import dataclasses
 import warnings
 
-from .. import nn
 from .._freeze import BNPolicy, freeze
 from ._factory import Weights, create_model
 from ._resnet import ResNet
@@ -93,6 +91,5 @@ def get_resnet_for_feature_extraction(
             f"num_classes must be at least 1 (1 for a single logit), got {num_classes}"
         )
     model = freeze(create_model(arch, weights=weights, progress=progress), bn=bn)
-    model.fc = nn.Linear(model.config.feature_dim, num_classes)
-    model.config = dataclasses.replace(model.config, num_classes=num_classes)
+    model.reset_classifier(num_classes)
     return model

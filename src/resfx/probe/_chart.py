@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._names import data_name
 from ._rows import ProbeRow
 
 
@@ -13,9 +14,9 @@ def probe_title(rows: Sequence[ProbeRow]) -> str:
         >>> from resfx.probe import KnnProbeResult, LinearProbeResult, ProbeRow
         >>> linear = LinearProbeResult(0.8, 0.9, 1e-3, 2.0, (1e-3,), (), True, (0, 5), 0.1)
         >>> knn = KnnProbeResult(0.7, 20, 0.07, 0.01)
-        >>> row = ProbeRow("resnet18", "synthetic", None, "stem", 64, 10, (linear,), (knn,), 0.5)
+        >>> row = ProbeRow("resnet18", "cifar10", None, "stem", 64, 10, (linear,), (knn,), 0.5)
         >>> probe_title([row])
-        'probe per stage on synthetic: resnet18 (random weights), 1 seed'
+        'probe per stage on CIFAR-10: resnet18 (random weights), 1 seed'
     """
     if not rows:
         return "probe per stage"
@@ -25,7 +26,7 @@ def probe_title(rows: Sequence[ProbeRow]) -> str:
         )
     )
     seeds = len(rows[0].linear)
-    return f"probe per stage on {rows[0].dataset}: {models}, {seeds} seed{'s' if seeds > 1 else ''}"
+    return f"probe per stage on {data_name(rows[0].dataset)}: {models}, {seeds} seed{'s' if seeds > 1 else ''}"
 
 
 def plot_probe(rows: Sequence[ProbeRow], path: str | Path) -> Path:
@@ -56,18 +57,18 @@ def plot_probe(rows: Sequence[ProbeRow], path: str | Path) -> Path:
     """
     if not rows:
         raise ValueError("plot_probe needs at least one row, got none")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     path = Path(path)
     archs = list(dict.fromkeys(r.arch for r in rows))
     stages = list(dict.fromkeys(r.stage for r in rows))
     by_cell = {(r.arch, r.stage): r for r in rows}
-    figure, axes = plt.subplots(figsize=(2.0 + 1.6 * len(stages), 4.0))
+    figure = Figure(figsize=(2.0 + 1.6 * len(stages), 4.0))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     width = 0.8 / (2 * len(archs))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = [f"C{index}" for index in range(10)]
     for a, arch in enumerate(archs):
         colour = colours[a % len(colours)]
         for p, (probe, hatch) in enumerate((("linear", None), ("kNN", "//"))):
@@ -100,5 +101,4 @@ def plot_probe(rows: Sequence[ProbeRow], path: str | Path) -> Path:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path

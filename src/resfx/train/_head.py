@@ -89,7 +89,7 @@ class HeadJob(FrozenBackboneJob):
         super().__init__(setup, model)
         args = setup.args
         self.frozen_forward = FrozenForward(
-            self.backbone.forward_features,
+            self.backbone.forward_pooled,
             mode=args.compile,
             batch_size=args.batch_size,
             precision=args.precision,
