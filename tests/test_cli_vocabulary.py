@@ -73,7 +73,8 @@ def _must_not_run(namespace: argparse.Namespace) -> int:
 
 
 def _flags() -> Iterator[tuple[str, argparse.Action]]:
-    for name, parser in _subcommands().items():
+    """Every flag of `resfx` ("" for the top level) and of each subcommand."""
+    for name, parser in {"": cli.build_parser(), **_subcommands()}.items():
         for action in parser._actions:
             if action.option_strings:
                 yield name, action
