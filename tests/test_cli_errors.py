@@ -79,7 +79,7 @@ def _out(folder: Path) -> list[str]:
 CASES: dict[str, Case] = {
     # 11: tracebacks for ordinary mistakes
     "n_classes_too_few": Case(
-        lambda f: [*TRAIN, *_out(f), "--n-classes", "2"], 1, "outside the 2 classes of the head"
+        lambda f: [*TRAIN, *_out(f), "--num-classes", "2"], 1, "outside the 2 classes of the head"
     ),
     "gpu_index_out_of_range": Case(
         lambda f: [*TRAIN, *_out(f), "--device", "cuda:99"], 1, "device='cuda:99' but"

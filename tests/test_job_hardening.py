@@ -105,7 +105,7 @@ def test_reports_print_on_an_ascii_only_stdout(
     monkeypatch.setattr(resfx.train._loop, "build_model", _width8)
     out = tmp_path / "résultats"
     train_run = [*TINY_FLAGS, "--epochs", "1", "--output-dir", f"{out}/t"]
-    probe = ["probe", "--archs", "resnet18", "--stages", "stem", "--trainset-size", "16"]
+    probe = ["probe", "--arch", "resnet18", "--stages", "stem", "--trainset-size", "16"]
     probe += [
         "--testset-size",
         "8",

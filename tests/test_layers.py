@@ -42,7 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plot",),
     ("train", "probe"),
     ("bench",),
-    ("cli", "__main__"),
+    ("_commands", "cli", "__main__"),
 )
 """resfx's parts, bottom layer first; the package's own `__init__` is above them all."""
 

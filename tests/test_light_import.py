@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import resfx
+from resfx._commands import COMMANDS
 
 HEAVY = ("matplotlib", "torchvision", "resfx.train", "resfx.data", "resfx.features")
 HEAVY += ("resfx.plot", "resfx.bench", "resfx.probe", "resfx.cli")
@@ -50,10 +53,26 @@ def test_the_core_names_load_neither_the_job_nor_matplotlib_nor_torchvision() ->
     assert {"resfx._freeze", "resfx.models", "resfx.weights", "resfx.autograd"} <= set(loaded)
 
 
-def test_resfx_version_answers_without_torch() -> None:
-    code = "from resfx.__main__ import main\nassert main(['--version']) == 0"
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["--debug", "--help"], ["tarin"]])
+def test_resfx_without_a_subcommand_answers_without_torch(argv: list[str]) -> None:
+    code = f"from resfx.__main__ import main\nassert main({argv!r}) in (0, 2)"
     loaded = _modules_after(code)
     assert "torch" not in loaded and "resfx.cli" not in loaded
+
+
+def test_python_m_resfx_lists_every_command_and_names_a_mistyped_one() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "resfx", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name, summary in COMMANDS.items():
+        assert name in shown and summary.split()[0] in shown
+    mistyped = subprocess.run(
+        [sys.executable, "-m", "resfx", "tarin"], capture_output=True, text=True
+    )
+    assert mistyped.returncode == 2
+    assert mistyped.stderr.splitlines()[-1].startswith(
+        "resfx: error: argument COMMAND: invalid choice: 'tarin' (choose from 'train'"
+    )
 
 
 def test_every_name_has_one_home_read_by_type_checkers_and_at_run_time() -> None:

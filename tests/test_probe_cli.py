@@ -66,8 +66,8 @@ def test_a_second_probe_into_the_same_folder_is_refused_without_overwrite(
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--archs", ""], "no architecture"),
-        (["--archs", ","], "no architecture"),
+        (["--arch", ""], "no architecture"),
+        (["--arch", ","], "no architecture"),
         (["--device", "bogus"], "unknown device 'bogus'"),
         (["--device", "meta"], "unknown device 'meta'"),
         (["--test-fraction", "nan"], "test_fraction must be in (0, 1)"),
@@ -118,7 +118,7 @@ def test_every_weights_file_is_checked_before_any_extraction(
     wrong = tmp_path / "r50.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, wrong)
     weights = f"resnet18=none,resnet50={wrong}"
-    argv = ["probe", *TINY, "stem", "--archs", "resnet18,resnet50", "--weights", weights]
+    argv = ["probe", *TINY, "stem", "--arch", "resnet18,resnet50", "--weights", weights]
     assert main([*argv, "--output-dir", str(tmp_path / "out")]) == 1
     assert "Traceback" not in capsys.readouterr().err
     assert passes == [] and not (tmp_path / "out" / "probe.json").exists()

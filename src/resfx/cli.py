@@ -1,8 +1,9 @@
 """The `resfx` command line (also `python -m resfx`).
 
-Each subcommand is one `_register_<name>` function that adds its parser and
-sets `handler`; adding one means writing that function and listing it in
-`SUBCOMMANDS`.
+Each subcommand has its name and one-line help in `resfx._commands.COMMANDS`
+(read by `resfx --help` without importing torch) and one `_register_<name>`
+function here, listed in `SUBCOMMANDS`, that adds its flags and sets `handler`.
+A command line builds only the parser of the subcommand it names.
 
 Example:
     >>> from resfx.cli import build_parser
@@ -24,14 +25,14 @@ import threading
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
+from ._commands import DEBUG_HELP, DEBUG_VARIABLE, chosen_command, command_parser
 from ._frozen_step import CompileMode
 from ._log import LOG_FORMATS, logging_to
-from ._version import __version__
 from .data import DatasetUnavailableError
 from .train import (
     CHECKPOINT_NAME,
@@ -65,7 +66,8 @@ __all__ = [
 _CLI_DEFAULTS: dict[str, Any] = {"output_dir": "runs/train"}
 """Where the command line differs from `TrainingArgs`: it always writes its results somewhere."""
 
-_DEBUG_VARIABLE = "RESFX_DEBUG"
+_TRAIN_RENAMED = {"n_classes": "num_classes"}
+"""`resfx train` flags named as the rest of resfx names them (`--n-classes` still works, warning)."""
 
 _LOG = logging.getLogger("resfx.cli")
 
@@ -176,8 +178,45 @@ def _optional(base: type) -> Callable[[str], Any]:
     return convert
 
 
+class _StoreWithDeprecatedAliases(argparse.Action):
+    """`store`, where every option string after the first is a deprecated spelling that warns
+    (one line on stderr)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if option_string is not None and option_string in self.option_strings[1:]:
+            print(
+                f"{parser.prog}: warning: {option_string} is deprecated and will be removed; "
+                f"use {self.option_strings[0]}",
+                file=sys.stderr,
+            )
+        setattr(namespace, self.dest, self.value(parser, namespace, values))
+
+    def value(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
+    ) -> Any:
+        """What to store for the flag's `values`: the values themselves."""
+        return values
+
+
+def _flag(name: str, renamed: Mapping[str, str]) -> str:
+    """The `--flag` of the field `name`: its own name with dashes, unless `renamed` says another."""
+    return "--" + renamed.get(name, name).replace("_", "-")
+
+
 def add_dataclass_flags(
-    parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any] | None = None
+    parser: argparse.ArgumentParser,
+    cls: type,
+    defaults: dict[str, Any] | None = None,
+    *,
+    renamed: Mapping[str, str] | None = None,
+    choices: Mapping[str, Sequence[str]] | None = None,
+    skip: Collection[str] = (),
 ) -> None:
     """Add one `--flag` per field of the dataclass `cls`, typed and documented from the field.
 
@@ -188,41 +227,76 @@ def add_dataclass_flags(
         parser: the parser to extend.
         cls: the dataclass, e.g. `TrainingArgs`.
         defaults: defaults that differ from the dataclass's.
+        renamed: a flag name for a field whose flag is not its own name
+            (`{"n_classes": "num_classes"}`); the field's own spelling stays as a
+            deprecated alias that warns on stderr.
+        choices: the allowed values of `str` fields whose type does not list them
+            (architecture names); `none` too where the field may be `None`.
+        skip: fields the caller adds a flag for itself.
 
     Raises:
-        TypeError: a field's type has no flag form.
+        TypeError: a field's type has no flag form, or a `bool` field is renamed.
 
     Example:
         >>> import argparse
         >>> parser = argparse.ArgumentParser()
-        >>> add_dataclass_flags(parser, TrainingArgs)
+        >>> add_dataclass_flags(parser, TrainingArgs, renamed={"n_classes": "num_classes"})
         >>> parser.parse_args(["--mode", "cached", "--weights", "none"]).weights is None
         True
+        >>> parser.parse_args(["--num-classes", "5"]).n_classes
+        5
     """
     defaults = defaults or {}
     for field in fields(cls):
+        if field.name in skip:
+            continue
         default = defaults.get(field.name, field.default)
         if default is MISSING:
             raise TypeError(f"field {field.name} has no default; give one in `defaults`")
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata.get("help", "")
-        if "default" not in help_text:
-            help_text = f"{help_text} (default: {default})"
-        kind = field.type
-        options = get_args(kind)
-        optional = get_origin(kind) in (Union, types.UnionType) and type(None) in options
-        base = next((o for o in options if o is not type(None)), kind) if optional else kind
-        if get_origin(base) is Literal:
-            parser.add_argument(flag, choices=get_args(base), default=default, help=help_text)
-        elif base is bool:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
-            )
-        elif base in (int, float, str):
-            converter: Callable[[str], Any] = _optional(base) if optional else base
-            parser.add_argument(flag, type=converter, default=default, help=help_text)
-        else:
-            raise TypeError(f"field {field.name} has type {kind}, which has no flag form")
+        alias = (renamed or {}).get(field.name)
+        _add_field_flag(parser, field, default, alias, (choices or {}).get(field.name))
+
+
+def _add_field_flag(
+    parser: argparse.ArgumentParser,
+    field: dataclasses.Field[Any],
+    default: Any,
+    renamed: str | None,
+    allowed: Sequence[Any] | None,
+) -> None:
+    """The flag of one field for `add_dataclass_flags`, named `renamed` when that is given."""
+    flags = [_flag(field.name, {} if renamed is None else {field.name: renamed})]
+    help_text = field.metadata.get("help", "")
+    if "default" not in help_text:
+        help_text = f"{help_text} (default: {default})"
+    kind = field.type
+    options = get_args(kind)
+    optional = get_origin(kind) in (Union, types.UnionType) and type(None) in options
+    base = next((o for o in options if o is not type(None)), kind) if optional else kind
+    common: dict[str, Any] = {
+        "dest": field.name,
+        "default": default,
+        "help": help_text,
+        "action": _StoreWithDeprecatedAliases,
+    }
+    if renamed is not None:
+        flags.append(_flag(field.name, {}))
+        common["help"] += f"; {flags[1]} is a deprecated spelling"
+        common["metavar"] = renamed.upper()
+    if base is bool:
+        if renamed is not None:
+            raise TypeError(f"field {field.name} is a bool: its --no- flag cannot be renamed")
+        parser.add_argument(*flags, **common | {"action": argparse.BooleanOptionalAction})
+    elif get_origin(base) is Literal:
+        parser.add_argument(*flags, choices=get_args(base), **common | {"metavar": None})
+    elif base in (int, float, str):
+        converter: Callable[[str], Any] = _optional(base) if optional else base
+        if allowed is not None and optional:  # `none` converts to None, checked as a choice
+            common["metavar"] = "{" + ",".join([*allowed, "none"]) + "}"
+            allowed = [*allowed, None]
+        parser.add_argument(*flags, type=converter, choices=allowed, **common)
+    else:
+        raise TypeError(f"field {field.name} has type {kind}, which has no flag form")
 
 
 def format_summary(history: TrainHistory, written: Sequence[str]) -> str:
@@ -354,7 +428,7 @@ def resume_command(args: TrainingArgs) -> str:
         value = getattr(resumed, field.name)
         if value == _CLI_DEFAULTS.get(field.name, field.default):
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flag = _flag(field.name, _TRAIN_RENAMED)
         if isinstance(value, bool):
             words.append(flag if value else "--no-" + flag[2:])
         else:
@@ -364,18 +438,22 @@ def resume_command(args: TrainingArgs) -> str:
     return shlex.join([*launcher, "resfx", "train", *words])
 
 
-def _register_train(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
-        "train",
-        help="train a new head on a frozen ResNet34 (the seed's job), or fine-tune it",
-        description=(
-            "Train on CIFAR-10 (or --data synthetic, offline) as the seed did: ResNet34 with "
-            "ImageNet weights, frozen, a new 10-class head. Writes history.json, training.png "
-            "and checkpoint.pt into --output-dir and prints a summary. Runs under "
-            "`torchrun --nproc-per-node N` too."
-        ),
+def _register_train(parser: argparse.ArgumentParser) -> None:
+    from .models import STAGES, list_models
+
+    parser.description = (
+        "Train on CIFAR-10 (or --data synthetic, offline) as the seed did: ResNet34 with "
+        "ImageNet weights, frozen, a new 10-class head. Writes history.json, training.png "
+        "and checkpoint.pt into --output-dir and prints a summary. Runs under "
+        "`torchrun --nproc-per-node N` too."
     )
-    add_dataclass_flags(parser, TrainingArgs, _CLI_DEFAULTS)
+    add_dataclass_flags(
+        parser,
+        TrainingArgs,
+        _CLI_DEFAULTS,
+        renamed=_TRAIN_RENAMED,
+        choices={"arch": list_models(), "freeze_to": STAGES[:-1]},
+    )
     _add_log_format(parser)
     parser.set_defaults(handler=lambda namespace: _run_train(namespace, parser))
 
@@ -403,6 +481,14 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = "int"  # argparse says "invalid int value" for text that is no integer
     return parse
+
+
+_JOB_DEFAULTS: dict[str, tuple[int, int]] = {
+    "trainset_size": (10_000, 512),
+    "testset_size": (1_000, 256),
+    "epochs": (5, 1),
+}
+"""`resfx bench`'s seed job, per setting: its default, and its default with `--quick`."""
 
 
 def _default_if_none(value: Any, default: Any) -> Any:
@@ -445,9 +531,10 @@ def _bench_settings(namespace: argparse.Namespace) -> tuple[Any, TrainingArgs | 
     job_args = TrainingArgs(
         data=namespace.job_data,
         weights=namespace.weights,
-        trainset_size=_default_if_none(namespace.job_trainset_size, 512 if quick else 10_000),
-        testset_size=_default_if_none(namespace.job_testset_size, 256 if quick else 1_000),
-        epochs=_default_if_none(namespace.job_epochs, 1 if quick else 5),
+        **{
+            setting: _default_if_none(getattr(namespace, f"job_{setting}"), default[quick])
+            for setting, default in _JOB_DEFAULTS.items()
+        },
         batch_size=_default_if_none(namespace.batch_size, 64),
         image_size=_default_if_none(namespace.image_size, 64 if quick else 224),
         device=device,
@@ -522,17 +609,15 @@ def _run_bench(namespace: argparse.Namespace) -> int:
     return 0
 
 
-def _register_bench(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
-        "bench",
-        help="measure what freezing saves: step time, memory, saved activations, the seed job",
-        description=(
-            "ResNet34 (resfx and torchvision, same weights) per training step: full "
-            "fine-tuning, frozen backbone under each BatchNorm policy, frozen and folded, "
-            "forward-only and the head step (the limit), and a freeze-depth sweep; then the "
-            "seed's job end to end (its loop vs resfx head vs resfx cached). Prints tables, "
-            "writes bench.json and PNG charts into --out."
-        ),
+def _register_bench(parser: argparse.ArgumentParser) -> None:
+    from .bench import COMPILED_MODES, STEP_MODES
+
+    parser.description = (
+        "ResNet34 (resfx and torchvision, same weights) per training step: full "
+        "fine-tuning, frozen backbone under each BatchNorm policy, frozen and folded, "
+        "forward-only and the head step (the limit), and a freeze-depth sweep; then the "
+        "seed's job end to end (its loop vs resfx head vs resfx cached). Prints tables, "
+        "writes bench.json and PNG charts into --out."
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
@@ -556,8 +641,9 @@ def _register_bench(subcommands: Any) -> None:
     parser.add_argument(
         "--mode",
         action="append",
-        help="a step mode to measure, e.g. full or frozen-folded (resfx.bench.STEP_MODES); "
-        "repeat for several (default all)",
+        choices=STEP_MODES + COMPILED_MODES,
+        help="a step mode to measure; repeat for several (default all of resfx.bench.STEP_MODES, "
+        "and COMPILED_MODES with --compile)",
     )
     parser.add_argument(
         "--compile",
@@ -604,9 +690,14 @@ def _register_bench(subcommands: Any) -> None:
         default=None,
         help="backbone weights of the seed job (default none: random)",
     )
-    parser.add_argument("--job-trainset-size", type=_int_at_least(1), default=None)
-    parser.add_argument("--job-testset-size", type=_int_at_least(1), default=None)
-    parser.add_argument("--job-epochs", type=_int_at_least(1), default=None)
+    for setting, (usual, quick) in _JOB_DEFAULTS.items():
+        parser.add_argument(
+            f"--job-{setting.replace('_', '-')}",
+            type=_int_at_least(1),
+            default=None,
+            help=f"{setting.replace('_', ' ')} of the seed job (default {usual}, {quick} with "
+            "--quick)",
+        )
     parser.add_argument(
         "--num-workers",
         type=_int_at_least(0),
@@ -637,16 +728,19 @@ def _run_summary(namespace: argparse.Namespace) -> int:
     return 0
 
 
-def _register_summary(subcommands: Any) -> None:
+def _register_summary(parser: argparse.ArgumentParser) -> None:
     from ._freeze import BNPolicy
     from .models import STAGES, list_models
 
-    parser = subcommands.add_parser(
-        "summary",
-        help="print a ResNet's parameter table: shapes, counts, trainable or frozen, BN policy",
-        description="Build a ResNet, optionally freeze it up to a stage, print its parameters.",
+    parser.description = "Build a ResNet, optionally freeze it up to a stage, print its parameters."
+    parser.add_argument(
+        "--arch",
+        "--model",
+        dest="arch",
+        choices=list_models(),
+        default="resnet34",
+        help="the architecture (default resnet34)",
     )
-    parser.add_argument("--arch", "--model", dest="arch", choices=list_models(), default="resnet34")
     parser.add_argument(
         "--weights",
         type=_optional_text,
@@ -688,21 +782,51 @@ def _run_probe(namespace: argparse.Namespace, parser: argparse.ArgumentParser) -
     return 0
 
 
-def _register_probe(subcommands: Any) -> None:
+class _ArchitectureList(_StoreWithDeprecatedAliases):
+    """probe's `--arch`: repeatable and comma-separated, each name checked against the zoo;
+    the first one given replaces the default, and `--archs` is a deprecated spelling."""
+
+    def value(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
+    ) -> Any:
+        """The names given so far, comma-separated, after those of `values`' are checked."""
+        from .models import list_models
+
+        names = [name.strip() for name in str(values).split(",") if name.strip()]
+        unknown = [name for name in names if name not in list_models()]
+        if unknown:
+            parser.error(
+                f"argument {self.option_strings[0]}: unknown architecture "
+                f"{', '.join(map(repr, unknown))}; known: {', '.join(list_models())}"
+            )
+        marker = f"_{self.dest}_given"  # the default is replaced, then added to
+        earlier = getattr(namespace, self.dest) if getattr(namespace, marker, False) else ""
+        setattr(namespace, marker, True)
+        return ",".join([*filter(None, earlier.split(",")), *names])
+
+
+def _register_probe(parser: argparse.ArgumentParser) -> None:
     from .probe import ProbeArgs
 
-    parser = subcommands.add_parser(
-        "probe",
-        help="which stage transfers best: a linear probe on each stage's frozen features",
-        description=(
-            "For each architecture, one frozen pass computes every chosen stage's pooled "
-            "features (cached per stage); each stage gets a validation-tuned L2 logistic "
-            "regression (the whole grid in one solve, refit at the best strength) and a "
-            "weighted kNN probe, over --seeds seeds. Prints a table, writes probe.json and "
-            "probe.png into --output-dir (refusing an earlier probe's without --overwrite)."
-        ),
+    parser.description = (
+        "For each architecture, one frozen pass computes every chosen stage's pooled "
+        "features (cached per stage); each stage gets a validation-tuned L2 logistic "
+        "regression (the whole grid in one solve, refit at the best strength) and a "
+        "weighted kNN probe, over --seeds seeds. Prints a table, writes probe.json and "
+        "probe.png into --output-dir (refusing an earlier probe's without --overwrite)."
     )
-    add_dataclass_flags(parser, ProbeArgs)
+    default = next(field.default for field in fields(ProbeArgs) if field.name == "archs")
+    parser.add_argument(
+        "--arch",
+        "--archs",
+        dest="archs",
+        metavar="ARCH",
+        action=_ArchitectureList,
+        default=default,
+        help=f"an architecture; repeat, or separate by commas, for several (default: {default}); "
+        "--archs is a deprecated spelling",
+    )
+    add_dataclass_flags(parser, ProbeArgs, skip=("archs",))
     _add_log_format(parser)
     parser.set_defaults(handler=lambda namespace: _run_probe(namespace, parser))
 
@@ -743,25 +867,28 @@ def _run_extract(namespace: argparse.Namespace) -> int:
     return 0
 
 
-def _register_extract(subcommands: Any) -> None:
+def _register_extract(parser: argparse.ArgumentParser) -> None:
     from .data import default_workers
     from .models import FEATURE_STAGES, list_models
 
-    parser = subcommands.add_parser(
-        "extract",
-        help="write a frozen model's pooled stage features of a whole dataset to a feature store",
-        description=(
-            "Decode every image once, run the frozen model (eval-mode BatchNorm) and write the "
-            "average-pooled features of the chosen stages to --out as .npy shards and a "
-            "manifest.json (numpy.load(path, mmap_mode='r') reads them). A killed run continues "
-            "with --resume; under torchrun the processes share the shards."
-        ),
+    parser.description = (
+        "Decode every image once, run the frozen model (eval-mode BatchNorm) and write the "
+        "average-pooled features of the chosen stages to --out as .npy shards and a "
+        "manifest.json (numpy.load(path, mmap_mode='r') reads them). A killed run continues "
+        "with --resume; under torchrun the processes share the shards."
     )
     parser.add_argument(
         "--data", required=True, help="an image folder, 'synthetic' or 'cifar10' (all splits)"
     )
     parser.add_argument("--out", required=True, help="the feature store folder")
-    parser.add_argument("--arch", "--model", dest="arch", choices=list_models(), default="resnet18")
+    parser.add_argument(
+        "--arch",
+        "--model",
+        dest="arch",
+        choices=list_models(),
+        default="resnet18",
+        help="the architecture (default resnet18)",
+    )
     parser.add_argument(
         "--weights",
         type=_optional_text,
@@ -773,14 +900,14 @@ def _register_extract(subcommands: Any) -> None:
         default="pooled",
         help=f"comma-separated, from {','.join(FEATURE_STAGES)} (default pooled)",
     )
-    parser.add_argument("--image-size", type=_int_at_least(1), default=224)
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=64)
-    parser.add_argument(
-        "--shard-size",
-        type=_int_at_least(1),
-        default=4096,
-        help="rows per .npy file (default 4096)",
-    )
+    for flag, default, what in (
+        ("--image-size", 224, "side of the resized square images"),
+        ("--batch-size", 64, "images per forward pass"),
+        ("--shard-size", 4096, "rows per .npy file"),
+    ):
+        parser.add_argument(
+            flag, type=_int_at_least(1), default=default, help=f"{what} (default {default})"
+        )
     parser.add_argument(
         "--workers",
         type=_int_at_least(0),
@@ -788,7 +915,12 @@ def _register_extract(subcommands: Any) -> None:
         help=f"processes decoding images (default {default_workers()}: the usable cores)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=get_args(Precision), default="fp32")
+    parser.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        default="fp32",
+        help="fp32, or bf16 autocast for the forward pass (default fp32)",
+    )
     parser.add_argument("--resume", action="store_true", help="finish a half-written store")
     parser.add_argument("--overwrite", action="store_true", help="replace a store in --out")
     parser.add_argument(
@@ -807,36 +939,42 @@ def _register_extract(subcommands: Any) -> None:
     parser.set_defaults(handler=_run_extract)
 
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
-    _register_train,
-    _register_bench,
-    _register_summary,
-    _register_probe,
-    _register_extract,
-)
-"""One registration function per subcommand, in `--help` order."""
+SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "train": _register_train,
+    "bench": _register_bench,
+    "summary": _register_summary,
+    "probe": _register_probe,
+    "extract": _register_extract,
+}
+"""Per subcommand of `resfx._commands.COMMANDS`, the function adding its flags and `handler`."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `resfx` parser with every subcommand of `SUBCOMMANDS`.
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The `resfx` parser, with the flags of the subcommands `commands` (all by default).
+
+    The other subcommands are listed, with their help line, but have no flags:
+    a command line needs only its own subcommand's, and adding them imports
+    that subcommand's modules.
+
+    Args:
+        commands: names of `SUBCOMMANDS` to add the flags of; `None` adds every one.
+
+    Returns:
+        The parser.
 
     Example:
         >>> build_parser().parse_args(["train", "--epochs", "2"]).epochs
         2
+        >>> build_parser(["summary"]).parse_args(["summary", "--arch", "resnet18"]).arch
+        'resnet18'
     """
-    parser = argparse.ArgumentParser(
-        prog="resfx", description="Feature extraction on ResNets, measured."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    debug_help = f"show the full traceback of an error (also: {_DEBUG_VARIABLE}=1)"
-    parser.add_argument("--debug", action="store_true", help=debug_help)
-    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in SUBCOMMANDS:
-        register(subcommands)
-    for subcommand in subcommands.choices.values():
+    parser, subcommands = command_parser()
+    for name, subcommand in subcommands.items():
+        if commands is None or name in commands:
+            SUBCOMMANDS[name](subcommand)
         # SUPPRESS: `resfx --debug train` keeps the top-level flag's value.
         subcommand.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
         )
     return parser
 
@@ -882,9 +1020,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         resfx train: mode 'head' on SYNTHETIC data ...
         0
     """
-    namespace = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    chosen = chosen_command(arguments)
+    namespace = build_parser([] if chosen is None else [chosen]).parse_args(arguments)
     command = f"resfx {namespace.command}"
-    debug = namespace.debug or os.environ.get(_DEBUG_VARIABLE, "") not in ("", "0")
+    debug = namespace.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     log_format = vars(namespace).get("log_format", "text")  # commands without the flag: text
     with warnings.catch_warnings(), _printable_output(), logging_to(log_format, prefix=command):
         warnings.showwarning = lambda message, *_, **__: _LOG.warning("%s", message)

@@ -243,7 +243,8 @@ class ProbeArgs:
         on_bad_image: an image folder's unreadable files: `"error"` or `"skip"`.
         data_root: CIFAR-10's folder.
         download: download CIFAR-10 when missing.
-        device: `"auto"`, `"cpu"`, `"cuda"`, `"cuda:N"`.
+        device: `"auto"` (a GPU when there is one, as `resfx train`), `"cpu"`, `"cuda"`,
+            `"cuda:N"`.
         precision: `"fp32"` or `"bf16"`.
         batch_size: images per forward pass.
         seeds: repeats with seeds `seed, seed + 1, ...`: each draws its own validation split
@@ -301,7 +302,9 @@ class ProbeArgs:
     )
     data_root: str = field(default="data", metadata=_help("folder holding cifar-10-batches-py"))
     download: bool = field(default=True, metadata=_help("download CIFAR-10 when missing"))
-    device: str = field(default="cpu", metadata=_help("auto, cpu, cuda or cuda:N"))
+    device: str = field(
+        default="auto", metadata=_help("auto (a GPU when there is one), cpu, cuda or cuda:N")
+    )
     precision: Precision = field(default="fp32", metadata=_help("fp32 or bf16"))
     batch_size: int = field(default=256, metadata=_help("images per forward pass"))
     seeds: int = field(default=1, metadata=_help("repeats (val split, subset), mean ± std"))
@@ -493,7 +496,9 @@ def _prepare_output(args: ProbeArgs) -> Path | None:
     return out
 
 
-def _splits(args: ProbeArgs, seed: int) -> tuple[ImageSplit | StreamedSplit, ...]:
+def _splits(
+    args: ProbeArgs, seed: int, device: torch.device
+) -> tuple[ImageSplit | StreamedSplit, ...]:
     shared: dict[str, Any] = {
         "root": args.data_root,
         "download": args.download,
@@ -506,7 +511,7 @@ def _splits(args: ProbeArgs, seed: int) -> tuple[ImageSplit | StreamedSplit, ...
         "on_bad_image": args.on_bad_image,
     }
     return tuple(
-        load_data(args.data, split, size, **shared).to(args.device)
+        load_data(args.data, split, size, **shared).to(device)
         for split, size in (("train", args.trainset_size), ("test", args.testset_size))
     )
 
@@ -567,7 +572,7 @@ def run_probe(args: ProbeArgs) -> list[ProbeRow]:
         for seed in seeds:
             data_seed = seed if seed_matters else args.seed
             if data_seed not in loaded:
-                loaded[data_seed] = _splits(args, data_seed)
+                loaded[data_seed] = _splits(args, data_seed, device)
             train_split, test_split = loaded[data_seed]
             classes = len(train_split.classes) or (
                 int(max(train_split.labels.max(), test_split.labels.max())) + 1

@@ -145,7 +145,7 @@ def resolve_n_classes(args: TrainingArgs, split: ImageSplit | StreamedSplit) -> 
     if args.n_classes is not None and found is not None and args.n_classes != found:
         raise ValueError(
             f"n_classes={args.n_classes} but {split.dataset} has {found} classes "
-            f"{list(split.classes)}; leave n_classes out (--n-classes none) to take them "
+            f"{list(split.classes)}; leave n_classes out (--num-classes none) to take them "
             f"from the data"
         )
     if args.n_classes is not None:
