@@ -87,8 +87,14 @@ def pad_cases(draw: st.DrawFn) -> dict:
 def test_pad_matches_torch_in_value_and_gradient(case: dict, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(case["shape"], generator=g, dtype=f64, requires_grad=True)
+    try:
+        theirs = F.pad(x, case["pad"], case["mode"], case["value"])
+    except RuntimeError as refused:  # e.g. reflect cropping an axis to nothing
+        with pytest.raises(ValueError, match="cannot crop"):
+            RF.pad(x, case["pad"], case["mode"], case["value"])
+        assert "too small" in str(refused)
+        return
     ours = RF.pad(x, case["pad"], case["mode"], case["value"])
-    theirs = F.pad(x, case["pad"], case["mode"], case["value"])
     torch.testing.assert_close(ours, theirs)
     if ours.numel():
         upstream = torch.randn(ours.shape, generator=g, dtype=f64)
@@ -105,6 +111,11 @@ def test_pad_by_hand() -> None:
     assert RF.pad(row, (1, -2), value=5.0).tolist() == [[5.0, 0.0]]
     # circular crops first, then wraps around what is left (as torch does)
     assert RF.pad(row, (-1, 2), "circular").tolist() == [[1.0, 2.0, 1.0, 2.0]]
+    for mode in ("reflect", "replicate"):  # torch: "input (W: 3) is too small"
+        with pytest.raises(ValueError, match="cannot crop axis 1 of shape"):
+            RF.pad(row, (-2, -1), mode)
+    with pytest.raises(ValueError, match="cannot wrap around axis 1"):
+        RF.pad(row, (-3, 1), "circular")
 
 
 @st.composite

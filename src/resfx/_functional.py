@@ -64,6 +64,20 @@ def _check_pad(shape: tuple[int, ...], pad: Sequence[int], mode: str, value: flo
         size, before, after = shape[-1 - axis], pad[2 * axis], pad[2 * axis + 1]
         if size == 0:
             raise ValueError(f"pad: mode {mode!r} cannot pad an empty axis, got shape {shape}")
+        if mode != "circular" and size + before + after < 1:
+            raise ValueError(
+                f"pad: mode {mode!r} cannot crop axis {len(shape) - 1 - axis} of shape {shape} "
+                f"to nothing (pads {(before, after)} leave {size + before + after}); torch "
+                f"refuses it too: crop with mode 'constant' or keep at least one element"
+            )
+        if (
+            mode == "circular"
+            and size + min(before, 0) + min(after, 0) < 1 <= size + before + after
+        ):
+            raise ValueError(
+                f"pad: mode 'circular' cannot wrap around axis {len(shape) - 1 - axis} of shape "
+                f"{shape} after its negative pads crop it to nothing, got {(before, after)}"
+            )
         limit = size - 1 if mode == "reflect" else size
         if mode != "replicate" and max(before, after) > limit:
             raise ValueError(
