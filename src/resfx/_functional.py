@@ -64,7 +64,8 @@ def _check_pad(shape: tuple[int, ...], pad: Sequence[int], mode: str, value: flo
         size, before, after = shape[-1 - axis], pad[2 * axis], pad[2 * axis + 1]
         if size == 0:
             raise ValueError(f"pad: mode {mode!r} cannot pad an empty axis, got shape {shape}")
-        if mode != "circular" and size + before + after < 1:
+        # torch's replication pads and its 1-d reflection pad need an output of at least 1
+        if (mode == "replicate" or (mode, axes) == ("reflect", 1)) and size + before + after < 1:
             raise ValueError(
                 f"pad: mode {mode!r} cannot crop axis {len(shape) - 1 - axis} of shape {shape} "
                 f"to nothing (pads {(before, after)} leave {size + before + after}); torch "
