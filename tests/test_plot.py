@@ -32,7 +32,7 @@ def test_seed_figure_has_loss_and_accuracy_on_two_axes_against_examples_seen(
     loss_axis, accuracy_axis = figure.axes
     assert loss_axis.get_xlabel() == "training examples seen"
     assert loss_axis.get_ylabel() == "cross-entropy loss"
-    assert accuracy_axis.get_ylabel() == "test accuracy (%)"
+    assert accuracy_axis.get_ylabel() == "accuracy (%)"
     assert list(loss_axis.lines[0].get_xdata()) == [64, 128, 192, 256, 320, 384]
     assert list(accuracy_axis.lines[0].get_ydata()) == [35.0, 52.0]
     assert "SYNTHETIC" in loss_axis.get_title()
@@ -112,3 +112,16 @@ def test_runs_of_different_models_say_which_is_which() -> None:
         "resnet18 (IMAGENET1K_V1), head, synthetic data",
         "resnet18 (random init), full, synthetic data",
     ]
+
+
+def test_the_seed_figure_shows_test_loss_and_training_accuracy_when_recorded() -> None:
+    run = _history()
+    run.test_loss_list, run.train_accuracy_list = [2.1, 1.6], [0.3, 0.6]
+    loss_axis, accuracy_axis = plot_history(run).axes
+    assert [line.get_label() for line in loss_axis.lines] == [
+        "training loss (per step)",
+        "test loss (per epoch)",
+    ]
+    assert list(loss_axis.lines[1].get_ydata()) == [2.1, 1.6]
+    assert list(accuracy_axis.lines[1].get_ydata()) == [30.0, 60.0]
+    assert len(plot_history(_history()).axes[1].lines) == 1  # an older history: test only

@@ -92,7 +92,8 @@ def _save(figure: Figure, path: str | os.PathLike[str] | None) -> None:
 def plot_history(run: Run, path: str | os.PathLike[str] | None = None) -> Figure:
     """The seed's figure: loss per step and test accuracy per epoch, against examples seen.
 
-    Two y-axes: cross-entropy on the left, test accuracy (%) on the right.
+    Two y-axes: cross-entropy on the left (per step, and the test loss per epoch
+    when recorded), accuracy (%) on the right (test, and training when recorded).
     The title names the architecture, its starting weights, the mode and the data
     (and says so when it is synthetic); a staged run marks where each later stage
     starts training.
@@ -136,13 +137,33 @@ def plot_history(run: Run, path: str | os.PathLike[str] | None = None) -> Figure
         color=_ACCURACY_COLOUR,
         label="test accuracy (per epoch)",
     )
-    accuracy_axis.set_ylabel("test accuracy (%)", color=_ACCURACY_COLOUR)
+    epochs = len(history["epoch_examples"])
+    test_loss = history.get("test_loss_list") or []
+    if len(test_loss) == epochs:  # histories before test loss was recorded have none
+        loss_axis.plot(
+            history["epoch_examples"],
+            test_loss,
+            "s--",
+            color=_LOSS_COLOUR,
+            label="test loss (per epoch)",
+        )
+    train_accuracy = history.get("train_accuracy_list") or []
+    if len(train_accuracy) == epochs:
+        accuracy_axis.plot(
+            history["epoch_examples"],
+            [100 * a for a in train_accuracy],
+            "^--",
+            color=_ACCURACY_COLOUR,
+            alpha=0.7,
+            label="training accuracy (per epoch)",
+        )
+    accuracy_axis.set_ylabel("accuracy (%)", color=_ACCURACY_COLOUR)
     accuracy_axis.tick_params(axis="y", colors=_ACCURACY_COLOUR)
     accuracy_axis.set_ylim(0, 100)
     handles = (
         loss_axis.get_legend_handles_labels()[0] + accuracy_axis.get_legend_handles_labels()[0]
     )
-    loss_axis.legend(handles=handles, loc="center right")
+    loss_axis.legend(handles=handles, loc="center right", fontsize="small")
     for stage, examples in _stage_starts(history):
         loss_axis.axvline(examples, color="grey", linestyle=":", linewidth=1)
         loss_axis.annotate(
