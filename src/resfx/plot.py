@@ -163,14 +163,16 @@ def plot_history(run: Run, path: str | os.PathLike[str] | None = None) -> Figure
     handles = (
         loss_axis.get_legend_handles_labels()[0] + accuracy_axis.get_legend_handles_labels()[0]
     )
-    loss_axis.legend(handles=handles, loc="center right", fontsize="small")
+    loss_axis.legend(  # below the axes: the curves fill the plot
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small"
+    )
     for stage, examples in _stage_starts(history):
         loss_axis.axvline(examples, color="grey", linestyle=":", linewidth=1)
         loss_axis.annotate(
             f"{stage} starts",
-            (examples, 1.0),
+            (examples, 0.0),
             xycoords=("data", "axes fraction"),
-            xytext=(3, -12),
+            xytext=(3, 4),
             textcoords="offset points",
             fontsize=8,
             color="dimgrey",
