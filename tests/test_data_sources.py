@@ -118,6 +118,16 @@ def test_map_style_dataset_with_pil_uint8_and_float_images() -> None:
         data.from_dataset(bad, "test", store_size=4)
 
 
+class _Unsized(Dataset[tuple[object, int]]):
+    def __getitem__(self, i: int) -> tuple[object, int]:
+        return torch.zeros(3, 4, 4, dtype=torch.uint8), 0
+
+
+def test_a_dataset_without_len_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"_Unsized has no len\(\); from_dataset needs"):
+        data.from_dataset(_Unsized(), "test", store_size=4)
+
+
 def test_streamed_split_gives_bitwise_the_resident_features(tree: Path) -> None:
     resident = data.load_folder_split(tree, "test", store_size=16)
     streamed = data.load_folder_split(tree, "test", store_size=16, memory_budget_mib=0)

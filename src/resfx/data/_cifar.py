@@ -2,6 +2,7 @@
 
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Subset
 from torchvision import transforms
@@ -153,7 +154,7 @@ def get_cifar_subset(
     root: str | Path = "data",
     download: bool = True,
     transform: transforms.Compose | None = None,
-) -> tuple[Subset, Subset]:
+) -> tuple[Subset[tuple[Any, int]], Subset[tuple[Any, int]]]:
     """The seed's data: the first `trainset_size` training and first `testset_size` test images.
 
     Args:

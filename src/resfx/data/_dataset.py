@@ -1,5 +1,6 @@
 """Any map-style `torch.utils.data.Dataset` of `(image, label)` pairs as a resfx split."""
 
+from collections.abc import Sized
 from typing import Any
 
 from torch.utils.data import Dataset
@@ -21,7 +22,7 @@ def _labels(dataset: Any, needed: bool) -> list[int] | None:
 
 
 def from_dataset(
-    dataset: Dataset,
+    dataset: Dataset[Any],
     split: str = "train",
     *,
     name: str | None = None,
@@ -76,6 +77,11 @@ def from_dataset(
         >>> s.images.shape, s.labels.tolist()
         (torch.Size([4, 3, 16, 16]), [0, 1, 0, 1])
     """
+    if not isinstance(dataset, Sized):
+        raise TypeError(
+            f"{type(dataset).__name__} has no len(); from_dataset needs a map-style Dataset "
+            f"with __len__ and integer indexing"
+        )
     n = len(dataset)
     if size is not None and size > n:
         raise ValueError(

@@ -18,12 +18,12 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypedDict, cast, get_args
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from .._typing import ImagesUInt8, Labels
 from ._cifar import CIFAR10_SIZES, IMAGENET_MEAN, IMAGENET_STD, check_subset_size, load_cifar10
@@ -142,6 +142,14 @@ class ImageSplit:
             digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
             digest.update(flat.view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
+
+
+class _StreamedOptions(TypedDict):
+    """The options `materialise` passes on to each `StreamedSplit` it makes."""
+
+    workers: int
+    on_bad_image: BadImagePolicy
+    classes: tuple[str, ...]
 
 
 class StreamedSplit:
@@ -368,7 +376,11 @@ def materialise(
     if source_digest is not None and (labels is None or len(labels) != len(positions)):
         raise ValueError("materialise: source_digest needs labels, one per position")
     over = len(positions) * 3 * store_size * store_size > memory_budget_mib * 2**20
-    streamed = dict(workers=workers, on_bad_image=on_bad_image, classes=classes)
+    streamed: _StreamedOptions = {
+        "workers": workers,
+        "on_bad_image": on_bad_image,
+        "classes": classes,
+    }
     if over and source_digest is not None and labels is not None:
         log_skipped(skipped_paths, f"the {split} split of {dataset}")
         return StreamedSplit(
@@ -602,8 +614,10 @@ def epoch_order(
         >>> epoch_order(6, epoch=0, seed=0, shuffle=False, rank=1, world_size=2).tolist()
         [1, 3, 5]
     """
-    sampler = DistributedSampler(
-        range(n), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
+    # DistributedSampler only takes len() of its dataset; torch annotates it `Dataset`
+    indices = cast("Dataset[int]", range(n))
+    sampler: DistributedSampler[int] = DistributedSampler(
+        indices, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
     )
     sampler.set_epoch(epoch)
     return torch.tensor(list(sampler), dtype=torch.int64)

@@ -175,9 +175,13 @@ def scan_image_folder(
         count = max(count, 1) if len(members) > 1 else 0
         order = torch.randperm(len(members), generator=generator)[:count]
         test_positions.update(members[i] for i in order.tolist())
-    train = tuple(s for i, s in enumerate(samples) if i not in test_positions)
-    test = tuple(s for i, s in enumerate(samples) if i in test_positions)
-    return FolderLayout(root, tuple(classes), train, test, "fraction")
+    return FolderLayout(
+        root,
+        tuple(classes),
+        tuple(s for i, s in enumerate(samples) if i not in test_positions),
+        tuple(s for i, s in enumerate(samples) if i in test_positions),
+        "fraction",
+    )
 
 
 def _open_image(path: str) -> Image.Image:

@@ -97,14 +97,19 @@ def decode_jpeg_batch(
     return images, errors
 
 
-class _BatchReader(Dataset):
+_Read = tuple[list[bytes], list[int], list[tuple[int, str]]]
+
+
+class _BatchReader(Dataset[_Read]):
     """`job[positions]` reads one batch's files (in a worker); picklable."""
 
     def __init__(self, files: FileLoader) -> None:
         self.files = files
 
-    def __getitem__(self, positions: list[int]) -> tuple:  # type: ignore[override]
-        blobs, read, bad = [], [], []
+    def __getitem__(self, positions: list[int]) -> _Read:
+        blobs: list[bytes] = []
+        read: list[int] = []
+        bad: list[tuple[int, str]] = []
         for position in positions:
             try:
                 blobs.append(self.files.read_bytes(position))

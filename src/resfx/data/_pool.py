@@ -8,6 +8,7 @@ per worker, so decoding overlaps whatever the consumer does with the batch befor
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -46,7 +47,11 @@ class DecodedChunk:
     bad_positions: list[int]
 
 
-class _BatchDecoder(Dataset):
+_Chunk = tuple[ImagesUInt8, list[int], list[int], list[str], list[int]]
+_T = TypeVar("_T")
+
+
+class _BatchDecoder(Dataset[_Chunk | Exception]):
     """`job[positions]` decodes one batch; picklable when its loader and `describe` are."""
 
     def __init__(self, loader: Loader, describe: Callable[[int], str], size: int) -> None:
@@ -54,7 +59,7 @@ class _BatchDecoder(Dataset):
         self.describe = describe
         self.size = size
 
-    def __getitem__(self, positions: list[int]) -> tuple | Exception:  # type: ignore[override]
+    def __getitem__(self, positions: list[int]) -> _Chunk | Exception:
         try:
             decoded = decode_examples(self.loader, positions, self.size, self.describe, "skip")
         except Exception as error:
@@ -111,8 +116,8 @@ def decode_chunks(
 
 
 def run_batches(
-    job: Dataset, batches: Sequence[Sequence[int]], *, workers: int = 0
-) -> Iterator[object]:
+    job: Dataset[_T | Exception], batches: Sequence[Sequence[int]], *, workers: int = 0
+) -> Iterator[_T]:
     """`job[batch]` for each batch, in order, computed in `workers` processes (0: here).
 
     A job returns an exception instead of raising it (see `_BatchDecoder`); it is
@@ -132,7 +137,7 @@ def run_batches(
         raise ValueError(f"workers must be 0 or more, got {workers}")
     batches = [list(batch) for batch in batches]
     if workers == 0 or len(batches) < 2:
-        results: Iterator = (job[batch] for batch in batches)
+        results: Iterator[_T | Exception] = (job[batch] for batch in batches)
     else:
         results = iter(
             DataLoader(

@@ -71,7 +71,7 @@ def _uniform(
     return _hash32(per_index[:, None] + lane[None, :]).to(torch.float32).div_(2.0**32)
 
 
-class SyntheticCIFAR10(Dataset):
+class SyntheticCIFAR10(Dataset[tuple[Any, int]]):
     """A synthetic dataset with CIFAR-10's shapes: 32x32 RGB, 10 classes, 50,000 / 10,000 images.
 
     Labelled `"synthetic"` wherever resfx reports on it. Indexing returns a PIL

@@ -336,4 +336,6 @@ class FeatureCache:
             for stage in missing:
                 if found[stage] is None:
                     found[stage] = self._store(keys[stage], computed[stage])
-        return {stage: found[stage].to(split.device) for stage in stages}
+        # every stage was found or, missed here, computed and stored above
+        ready = {stage: value for stage, value in found.items() if value is not None}
+        return {stage: ready[stage].to(split.device) for stage in stages}

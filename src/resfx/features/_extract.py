@@ -52,7 +52,7 @@ from ._store import (
 
 _LOG = logging.getLogger("resfx.extract")
 
-Data = str | os.PathLike[str] | Dataset | Mapping[str, Dataset]
+Data = str | os.PathLike[str] | Dataset[Any] | Mapping[str, Dataset[Any]]
 """What `extract` reads: `"cifar10"`, `"synthetic"`, an image folder, a Dataset, or
 `{split name: Dataset}`."""
 
@@ -87,6 +87,8 @@ def _folder_sources(
             on_bad_image=on_bad_image,
             workers=workers,
         )
+        # a budget of 0 MiB streams every split
+        assert isinstance(streamed, StreamedSplit), type(streamed)
         names = [os.path.relpath(streamed.describe(p), layout.root) for p in streamed.positions]
         labels = streamed.labels.tolist()
         store = describe_store(store_size, "pil-draft")
@@ -96,9 +98,10 @@ def _folder_sources(
     return sources, layout.classes
 
 
-def _dataset_source(dataset: Dataset, split: str, store_size: int) -> _Source:
+def _dataset_source(dataset: Dataset[Any], split: str, store_size: int) -> _Source:
     """A map-style Dataset as one streamed split; labels from `dataset.targets` when it has them
     (else each item is read once for its label)."""
+    # a map-style Dataset has len(); torch's `Dataset` does not declare `__len__`
     n = len(dataset)  # type: ignore[arg-type]
     targets = getattr(dataset, "targets", None)
     labels = [

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -110,6 +110,11 @@ class ShardRecord:
         return len(self.positions)
 
 
+def _npy_writer(array: np.ndarray) -> Callable[[BinaryIO], None]:
+    """Writes `array`, C-contiguous, as `.npy` to the file it is given."""
+    return lambda file: np.save(file, np.ascontiguousarray(array))
+
+
 def _refuse_non_finite(
     array: np.ndarray, split: str, shard: int, stage: str, positions: Sequence[int]
 ) -> None:
@@ -117,7 +122,7 @@ def _refuse_non_finite(
     finite = np.isfinite(array).all(axis=1)
     if finite.all():
         return
-    rows = [int(positions[row]) for row in np.flatnonzero(~finite)]
+    rows = [int(positions[row]) for row in np.flatnonzero(~finite).tolist()]
     shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
     raise StoreError(
         f"stage {stage} of shard {shard} of {split} has NaN or infinite features for "
@@ -388,7 +393,7 @@ class StoreWriter:
             _refuse_non_finite(array, split, shard, stage, positions)
             path = atomic_write_with(
                 self.root / shard_file(split, stage, shard),
-                lambda file, a=array: np.save(file, np.ascontiguousarray(a)),
+                _npy_writer(array),
             )
             files[stage] = {"bytes": path.stat().st_size, "sha256": _sha256_of(path)}
         record = ShardRecord(split, shard, tuple(int(p) for p in positions), tuple(bad), files)

@@ -240,7 +240,6 @@ def linear_probe(
     began = time.perf_counter()
     x_train, x_test = standardise(train_features, test_features)
     grid = torch.tensor(settings.grid, dtype=torch.float64)
-    solver = {"tol": settings.tol, "max_iter": settings.max_iter}
     init, val_accuracy, sweep_converged, sweep_iterations = None, [], True, 0
     strength = settings.grid[0]
     if settings.regularisation is None:
@@ -251,7 +250,14 @@ def linear_probe(
                 f"a single row; pass more rows, or a fixed regularisation to skip the sweep"
             )
         fit, val = fit.to(x_train.device), val.to(x_train.device)
-        sweep = fit_logistic(x_train[fit], train_labels[fit], n_classes, grid, **solver)
+        sweep = fit_logistic(
+            x_train[fit],
+            train_labels[fit],
+            n_classes,
+            grid,
+            tol=settings.tol,
+            max_iter=settings.max_iter,
+        )
         val_accuracy = _accuracy(sweep.predict(x_train[val]), train_labels[val])
         best = max(range(len(grid)), key=lambda j: (val_accuracy[j], j))
         strength = settings.grid[best]
@@ -264,7 +270,15 @@ def linear_probe(
         sweep_converged = bool(sweep.converged.all())
         sweep_iterations = int(sweep.iterations.max())
     chosen = torch.tensor([strength], dtype=torch.float64)
-    refit = fit_logistic(x_train, train_labels, n_classes, chosen, init=init, **solver)
+    refit = fit_logistic(
+        x_train,
+        train_labels,
+        n_classes,
+        chosen,
+        tol=settings.tol,
+        max_iter=settings.max_iter,
+        init=init,
+    )
     return LinearProbeResult(
         test_accuracy=_accuracy(refit.predict(x_test), test_labels)[0],
         train_accuracy=_accuracy(refit.predict(x_train), train_labels)[0],

@@ -43,7 +43,13 @@ PROBE_OUTPUTS: tuple[str, ...] = ("probe.json", "probe.png")
 """The files `run_probe` writes into `output_dir`."""
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-_POSITIVE_INTS = ("trainset_size", "testset_size", "image_size", "batch_size", "seeds")
+_POSITIVE_INTS: tuple[str, ...] = (
+    "trainset_size",
+    "testset_size",
+    "image_size",
+    "batch_size",
+    "seeds",
+)
 _POSITIVE_INTS += ("max_iter", "knn_k")
 
 

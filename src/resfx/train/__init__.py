@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._distributed import DistributedContext as DistributedContext
 from .._distributed import resolve_device as resolve_device
+from .._precision import Precision as Precision
+from ..data import DatasetName as DatasetName
 from ._args import RESUMABLE_CHANGES as RESUMABLE_CHANGES
 from ._args import Dataset as Dataset
-from ._args import DatasetName as DatasetName
 from ._args import Mode as Mode
-from ._args import Precision as Precision
 from ._args import TrainingArgs as TrainingArgs
 from ._checkpoint import CHECKPOINT_NAME as CHECKPOINT_NAME
 from ._checkpoint import Checkpoint as Checkpoint

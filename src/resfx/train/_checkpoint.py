@@ -13,10 +13,11 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import Tensor
 from torch import nn as tnn
 
@@ -133,7 +134,10 @@ def capture_rng() -> dict[str, Any]:
         >>> sorted(capture_rng())
         ['cuda', 'numpy', 'python', 'torch']
     """
-    name, keys, position, has_gauss, gauss = np.random.get_state()
+    # numpy's stubs give the default (legacy=True) the legacy=False overload's dict; the global
+    # MT19937 generator returns the legacy tuple
+    legacy = cast("tuple[str, NDArray[np.uint32], int, int, float]", np.random.get_state())
+    name, keys, position, has_gauss, gauss = legacy
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
